@@ -1,0 +1,1 @@
+"""The stream backplane: one port, three engines (memory, SQLite, Kafka), chosen by URL."""

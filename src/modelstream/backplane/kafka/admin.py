@@ -1,0 +1,186 @@
+"""Topic and group administration over the Kafka admin API.
+
+Keeps a cache of partition counts (producing a keyed record needs the count to place it
+by ``murmur2``); a topic's partition count never changes through this engine, so the
+cache is only dropped when a topic is deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+
+from modelstream.backplane.kafka import config
+from modelstream.backplane.kafka.members import count_members
+from modelstream.backplane.records import GroupInfo, TopicSpec
+from modelstream.errors import BackplaneUnavailable, ConfigurationError, TopicNotFound
+from modelstream.settings import Settings
+
+
+class KafkaAdmin:
+    """Topics and groups of one cluster; thread-safe."""
+
+    def __init__(self, brokers: str, settings: Settings) -> None:
+        self._brokers = brokers
+        self._settings = settings
+        self._timeout = settings.connect_timeout_s
+        self._client = AdminClient(config.common(brokers, settings))
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Raise ``BackplaneUnavailable`` unless the cluster answers within the timeout."""
+        try:
+            self._client.list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            raise BackplaneUnavailable(
+                f"kafka broker {self._brokers} did not answer within "
+                f"{self._timeout:g}s; check the address and that the broker runs"
+            ) from exc
+        finally:
+            self._client.poll(0)  # hand queued librdkafka log lines to Python logging
+
+    def _topics(self) -> dict[str, int]:
+        try:
+            meta = self._client.list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            raise config.fail("list topics", exc) from exc
+        self._client.poll(0)
+        return {
+            name: len(topic.partitions)
+            for name, topic in meta.topics.items()
+            if topic.error is None and not name.startswith("__")
+        }
+
+    def _result(self, future: Any, action: str) -> Any:
+        try:
+            return future.result(timeout=self._timeout)
+        except KafkaException as exc:
+            raise config.fail(action, exc) from exc
+        except TimeoutError as exc:
+            raise config.fail(action, exc) from exc
+
+    # -- topics ---------------------------------------------------------------------------
+
+    def partitions(self, name: str) -> int:
+        """The partition count of ``name``, creating it with the default when missing."""
+        count = self._counts.get(name)
+        if count is None:
+            count = self.create(name).partitions
+        return count
+
+    def create(
+        self, name: str, partitions: int | None = None, compacted: bool = False
+    ) -> TopicSpec:
+        """Create ``name`` unless it exists; return its spec (an existing one as it is)."""
+        count = self._settings.default_partitions if partitions is None else partitions
+        if count < 1:
+            raise ConfigurationError(f"topic {name!r} needs at least 1 partition")
+        existing = self._topics().get(name)
+        if existing is None:
+            topic_config = {"cleanup.policy": "compact"} if compacted else {}
+            # Replication factor -1 is "the broker's default", right on any cluster size.
+            new = NewTopic(name, num_partitions=count, replication_factor=-1, config=topic_config)
+            future = self._client.create_topics([new], operation_timeout=self._timeout)[name]
+            try:
+                future.result(timeout=self._timeout)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise config.fail(f"create topic {name!r}", exc) from exc
+            existing = self._wait_visible(name)
+        with self._lock:
+            self._counts[name] = existing
+        return TopicSpec(name, existing, self.compacted([name]).get(name, False))
+
+    def _wait_visible(self, name: str) -> int:
+        # Creation is asynchronous on a cluster: wait until metadata shows the topic.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            count = self._topics().get(name)
+            if count:
+                return count
+            if time.monotonic() > deadline:
+                raise BackplaneUnavailable(
+                    f"topic {name!r} was created but did not appear within "
+                    f"{self._timeout:g}s; check the broker's health"
+                )
+            time.sleep(0.05)
+
+    def compacted(self, names: list[str]) -> dict[str, bool]:
+        """Whether each topic's ``cleanup.policy`` includes ``compact``."""
+        if not names:
+            return {}
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+        futures = self._client.describe_configs(resources)
+        result: dict[str, bool] = {}
+        for resource, future in futures.items():
+            entries = self._result(future, "describe topic configs")
+            policy = entries.get("cleanup.policy")
+            result[resource.name] = policy is not None and "compact" in str(policy.value)
+        return result
+
+    def all(self) -> list[TopicSpec]:
+        counts = self._topics()
+        flags = self.compacted(sorted(counts))
+        return [TopicSpec(n, counts[n], flags.get(n, False)) for n in sorted(counts)]
+
+    def spec(self, name: str) -> TopicSpec:
+        """The spec of an existing topic; raises ``TopicNotFound``."""
+        count = self._topics().get(name)
+        if count is None:
+            raise TopicNotFound(name)
+        with self._lock:
+            self._counts[name] = count
+        return TopicSpec(name, count, self.compacted([name]).get(name, False))
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._counts.pop(name, None)
+        if name not in self._topics():
+            raise TopicNotFound(name)
+        future = self._client.delete_topics([name], operation_timeout=self._timeout)[name]
+        try:
+            future.result(timeout=self._timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise TopicNotFound(name) from exc
+            raise config.fail(f"delete topic {name!r}", exc) from exc
+        deadline = time.monotonic() + self._timeout
+        while name in self._topics() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    # -- groups ---------------------------------------------------------------------------
+
+    def groups(self, topic: str, ends: dict[int, int]) -> list[GroupInfo]:
+        """Every group with committed offsets on ``topic``: offsets, lag against ``ends``."""
+        listing = self._result(self._client.list_consumer_groups(), "list groups")
+        names = sorted(g.group_id for g in listing.valid)
+        infos: list[GroupInfo] = []
+        members: dict[str, int] = {}
+        if names:
+            described = self._client.describe_consumer_groups(names)
+            for name, future in described.items():
+                count = len(self._result(future, "describe groups").members)
+                if not count:  # see members.py: tansu answers the new API with no members
+                    count = count_members(self._brokers, name, self._timeout) or 0
+                members[name] = count
+        for name in names:
+            request = [ConsumerGroupTopicPartitions(name)]
+            future = self._client.list_consumer_group_offsets(request)[name]
+            offsets = self._result(future, "list group offsets")
+            committed = {
+                tp.partition: tp.offset
+                for tp in offsets.topic_partitions
+                if tp.topic == topic and tp.offset >= 0
+            }
+            if not committed:
+                continue
+            lag = {p: max(0, end - committed.get(p, 0)) for p, end in ends.items()}
+            infos.append(GroupInfo(name, committed, lag, members.get(name, 0)))
+        self._client.poll(0)
+        return infos

@@ -1,0 +1,116 @@
+"""librdkafka configuration of the Kafka engine, and the translation of its errors.
+
+One place decides how every client handle is configured, so the producer, consumers,
+readers and the admin client agree: the same bootstrap list, logs routed to Python
+``logging`` (never printed to stderr), and timeouts derived from :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from modelstream.errors import BackplaneError, BackplaneUnavailable
+from modelstream.settings import Settings
+
+#: librdkafka's own log lines (connection resets and the like) land here, not on stderr.
+LIBRDKAFKA_LOG = logging.getLogger("modelstream.backplane.kafka.librdkafka")
+LOG = logging.getLogger("modelstream.backplane.kafka")
+# Without a handler anywhere, Python's last-resort handler would print every warning to
+# stderr; an application that configures logging still receives these records.
+LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+LOG.addHandler(logging.NullHandler())
+
+Config = dict[str, Any]
+
+
+def _on_error(error: KafkaError) -> None:
+    # Transport errors are retried by librdkafka on its own (a down broker reports one
+    # per reconnect attempt): a debug line, not an exception in an unrelated thread.
+    # Calls that cannot complete raise BackplaneUnavailable themselves.
+    if error.fatal():
+        LOG.error("kafka client fatal error: %s", error.str())
+    else:
+        LOG.debug("kafka client error: %s", error.str())
+
+
+def common(brokers: str, settings: Settings) -> Config:
+    """Settings every handle shares."""
+    timeout_ms = int(settings.connect_timeout_s * 1000)
+    return {
+        "bootstrap.servers": brokers,
+        "logger": LIBRDKAFKA_LOG,
+        "error_cb": _on_error,
+        "socket.connection.setup.timeout.ms": max(1000, timeout_ms),
+        "log.connection.close": False,
+        # Metadata must not be cached for long: topics are created and deleted by others.
+        "topic.metadata.refresh.interval.ms": 30_000,
+    }
+
+
+def producer(brokers: str, settings: Settings) -> Config:
+    """The shared producer: idempotent, acks from every in-sync replica, murmur2 keys.
+
+    Keyed records are given an explicit partition by the engine (``partition_for``), so
+    ``murmur2_random`` only matters for code that produces through this handle without
+    one; it is set anyway so that the placement matches the Java client.
+    """
+    return {
+        **common(brokers, settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "compression.type": "none",
+        # A produce call waits for acknowledgements; it must give up rather than hang.
+        "message.timeout.ms": max(5_000, 3 * int(settings.connect_timeout_s * 1000)),
+    }
+
+
+def consumer(brokers: str, settings: Settings, group: str) -> Config:
+    """A group member (or, with a private group id, an assign-only reader).
+
+    Offsets are only ever committed explicitly (at-least-once). A member that does not
+    poll for ``session_timeout_ms`` leaves the group (``max.poll.interval.ms``), the same
+    rule as on the other engines.
+    """
+    session = settings.session_timeout_ms
+    return {
+        **common(brokers, settings),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "range",
+        "session.timeout.ms": session,
+        "heartbeat.interval.ms": max(100, session // 3),
+        "max.poll.interval.ms": max(session, 1000),
+        # Low fetch wait: brokers such as tansu hold a fetch for the full wait even when
+        # records arrive, which would show as produce-to-consume latency.
+        "fetch.wait.max.ms": 20,
+        "fetch.min.bytes": 1,
+        "queued.max.messages.kbytes": 262_144,
+    }
+
+
+def fail(action: str, exc: BaseException) -> BackplaneError:
+    """A modelstream error for a failed client call, with a message for the operator."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    text = error.str() if isinstance(error, KafkaError) else str(exc)
+    transport = isinstance(error, KafkaError) and error.code() in {
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+    if transport or isinstance(exc, TimeoutError):
+        return BackplaneUnavailable(
+            f"kafka broker did not answer ({action}: {text}); check that it runs and is reachable"
+        )
+    return BackplaneError(f"kafka {action} failed: {text}")

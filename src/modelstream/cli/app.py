@@ -1,0 +1,83 @@
+"""The ``modelstream`` command line: the root app, its global options, and the registry.
+
+Each command group lives in a module of its own and is registered below, in one place:
+``app.add_typer(module.app, name=...)`` for a group of subcommands, ``app.command()`` for
+a single command. Every command is decorated with :func:`modelstream.cli.errors.reported`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from modelstream.cli import (
+    archive,
+    compare,
+    demo,
+    deploy,
+    features,
+    keys,
+    models,
+    serve,
+    stats,
+    stream,
+    topics,
+)
+from modelstream.cli.context import CliState
+from modelstream.cli.errors import explain
+from modelstream.errors import ModelstreamError
+from modelstream.settings import DEFAULT_BACKPLANE, Settings
+
+app = typer.Typer(
+    name="modelstream",
+    help="Machine-learning models in production on streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    backplane: str = typer.Option(
+        DEFAULT_BACKPLANE,
+        "--backplane",
+        envvar="MODELSTREAM_BACKPLANE",
+        help="Backplane URL: memory://, sqlite://DIR or kafka://HOST:PORT[,HOST:PORT].",
+    ),
+) -> None:
+    """Build the one Settings object of this run and hand it to the subcommand."""
+    try:
+        ctx.obj = CliState(Settings(backplane=backplane))
+    except ValidationError as exc:
+        print(f"error: {explain(exc)}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+# -- the registry: one line per command module -------------------------------------------
+app.add_typer(topics.app, name="topics")
+app.add_typer(features.app, name="features")
+app.command("produce")(stream.produce)
+app.command("consume")(stream.consume)
+app.add_typer(archive.app, name="archive")
+app.command("replay")(archive.replay_command)
+app.command("compare")(compare.compare_command)
+app.command("serve")(serve.serve_command)
+app.command("run")(serve.run_command)
+app.add_typer(models.app, name="models")
+models.app.command("stats")(stats.stats_command)
+app.add_typer(keys.app, name="keys")
+deploy.register(app)
+app.command("demo")(demo.demo_command)
+
+
+def main() -> None:
+    """Console-script entry point; a last net so no ModelstreamError shows a traceback."""
+    try:
+        app()
+    except ModelstreamError as exc:
+        print(f"error: {explain(exc)}", file=sys.stderr)
+        sys.exit(1)

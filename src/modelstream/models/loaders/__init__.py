@@ -1,0 +1,1 @@
+"""One module per model format, each implementing :class:`modelstream.models.loader.ModelLoader`."""

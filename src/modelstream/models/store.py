@@ -1,0 +1,86 @@
+"""Where model bytes live: inline in the descriptor, or in a content-addressed file.
+
+Contract: bytes up to ``Settings.model_inline_max_bytes`` travel inline; larger bytes are
+written once to ``<store dir>/<sha256>.model`` and the descriptor carries the file's
+absolute ``file://`` URI. The store directory is ``Settings.model_store_dir`` or, on the
+SQLite engine, ``<backplane dir>/models``; every scorer must be able to read it (on Kafka
+that means a shared filesystem, so it must be configured). :func:`fetch_bytes` returns
+the bytes of any descriptor and always verifies their sha256.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from modelstream.backplane.factory import sqlite_path
+from modelstream.errors import ConfigurationError, ModelLoadError
+from modelstream.models.descriptor import ModelDescriptor
+from modelstream.models.integrity import sha256_hex, verify_digest
+from modelstream.settings import Settings
+
+
+def store_dir(settings: Settings) -> Path | None:
+    """The model store directory for ``settings``, or ``None`` if there is none."""
+    if settings.model_store_dir:
+        return Path(settings.model_store_dir).resolve()
+    if settings.backplane.startswith("sqlite://"):
+        return (sqlite_path(settings.backplane) / "models").resolve()
+    return None
+
+
+def place(data: bytes, settings: Settings) -> tuple[bytes | None, str | None]:
+    """``(inline bytes, None)`` or ``(None, file URI)`` for ``data``, per the threshold."""
+    if len(data) <= settings.model_inline_max_bytes:
+        return data, None
+    directory = store_dir(settings)
+    if directory is None:
+        raise ConfigurationError(
+            f"the model is {len(data)} bytes, above model_inline_max_bytes "
+            f"({settings.model_inline_max_bytes}), and this backplane has no directory: set "
+            "MODELSTREAM_MODEL_STORE_DIR to a directory every scorer can read"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{sha256_hex(data)}.model"
+    if not target.exists():
+        # Write then rename, so a reader never sees a half-written file under the name.
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return None, target.as_uri()
+
+
+def path_of(location: str) -> Path:
+    """The local path of a ``file://`` URI."""
+    parts = urlsplit(location)
+    if parts.scheme != "file":
+        raise ModelLoadError(f"model location {location!r} is not a file:// URI")
+    return Path(unquote(parts.path))
+
+
+def fetch_bytes(descriptor: ModelDescriptor) -> bytes:
+    """The model's bytes, verified against its sha256 (``IntegrityError`` on mismatch)."""
+    if descriptor.data is not None:
+        data = descriptor.data
+    elif descriptor.location is not None:
+        path = path_of(descriptor.location)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(
+                f"model {descriptor.ref}: cannot read {path} ({exc.strerror}); the model "
+                "store must be readable by every scorer (MODELSTREAM_MODEL_STORE_DIR)"
+            ) from None
+    else:
+        raise ModelLoadError(f"model {descriptor.ref} has neither inline bytes nor a location")
+    verify_digest(descriptor, data)
+    return data

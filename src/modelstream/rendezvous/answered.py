@@ -1,0 +1,96 @@
+"""Which requests of a partition were already answered: read back from ``results``.
+
+Why: the rendezvous commits its input offsets only after the answers are durable, so a
+crash between the two (or a rebalance) makes the new owner of a partition read some
+requests again. Their answers are on ``<service>.results``, in the *same partition
+number* (same key, same partition count), so the new owner reads that partition back
+over a bounded lookback and skips those ids: at-least-once delivery plus this dedup
+gives exactly one answer per request.
+
+The lookback starts at the earlier of ``now - lookback_ms`` and the timestamp of the
+first uncommitted request of the partition minus ``lookback_ms``: every answer to a
+redelivered request was produced after that request was read, so this covers a crash
+of any length as long as request timestamps are not older than their reading by more
+than ``lookback_ms``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from modelstream.backplane.port import Backplane
+from modelstream.backplane.records import TopicPartition
+
+
+def _first_timestamp(
+    backplane: Backplane, topic: str, offsets: Mapping[int, int], timeout_s: float
+) -> dict[int, int]:
+    """The timestamp of the record at ``offsets[p]`` of each partition ``p``, where one exists."""
+    found: dict[int, int] = {}
+    consumer = backplane.consumer([topic], start="earliest")
+    try:
+        assigned = consumer.assignment()
+        wanted = {TopicPartition(topic, p) for p in offsets} & assigned
+        consumer.seek_to_end(assigned - wanted)
+        for tp in wanted:
+            consumer.seek(tp, offsets[tp.partition])
+        ends = {info.partition: info.end for info in backplane.describe_topic(topic).partitions}
+        pending = {
+            tp.partition for tp in wanted if offsets[tp.partition] < ends.get(tp.partition, 0)
+        }
+        give_up = time.monotonic() + timeout_s
+        while pending and time.monotonic() < give_up:
+            for record in consumer.poll(max_records=100, timeout=0.05):
+                if record.partition in pending:
+                    found[record.partition] = record.timestamp
+                    pending.discard(record.partition)
+                    consumer.seek_to_end([record.topic_partition])
+    finally:
+        consumer.close()
+    return found
+
+
+def answered_ids(
+    backplane: Backplane,
+    *,
+    results_topic: str,
+    requests_topic: str,
+    partitions: Iterable[int],
+    committed: Mapping[int, int | None],
+    now_ms: int,
+    lookback_ms: int,
+    timeout_s: float = 10.0,
+) -> set[str]:
+    """Request ids answered on ``results_topic`` in ``partitions`` since the lookback start.
+
+    ``committed`` maps a partition to the group's committed offset on ``requests_topic``
+    (``None`` where nothing is committed). Reading is bounded by ``timeout_s``.
+    """
+    wanted_parts = set(partitions)
+    if not wanted_parts:
+        return set()
+    starts = {p: now_ms - lookback_ms for p in wanted_parts}
+    offsets = {p: c for p, c in committed.items() if c is not None and p in wanted_parts}
+    for p, ts in _first_timestamp(backplane, requests_topic, offsets, timeout_s).items():
+        starts[p] = min(starts[p], ts - lookback_ms)
+    ids: set[str] = set()
+    consumer = backplane.consumer([results_topic], start="earliest")
+    try:
+        assigned = consumer.assignment()
+        wanted = {TopicPartition(results_topic, p) for p in wanted_parts} & assigned
+        consumer.seek_to_end(assigned - wanted)
+        for tp in wanted:
+            consumer.seek_to_time(starts[tp.partition], [tp])
+        info = backplane.describe_topic(results_topic).partitions
+        ends = {p.partition: p.end for p in info}
+        give_up = time.monotonic() + timeout_s
+        while time.monotonic() < give_up and any(
+            consumer.position(tp) < ends.get(tp.partition, 0) for tp in wanted
+        ):
+            for record in consumer.poll(max_records=1000, timeout=0.05):
+                if record.partition in wanted_parts and record.key is not None:
+                    ids.add(record.key.decode("utf-8", "replace"))
+    finally:
+        consumer.close()
+    return ids

@@ -1,0 +1,99 @@
+"""Turning a policy's decision (or the lack of one) into the :class:`Result` record.
+
+The record is the answer *and* its audit: the chosen model version, the policy, the
+answers that arrived in time (errors included), the live models that had not answered
+(``missing``), and the time to decide. ``deadline_met`` is true only when a model's
+answer was given by the deadline; a fallback or a miss sets it false even when it left
+on time, so the gateway and the monitor count it as a miss.
+
+When no acceptable answer exists, the service's fallback answers: ``Fallback.outputs``
+as the outputs with ``fallback=True``, or, without fallback outputs, an explicit error
+starting ``deadline missed:`` (the final decision at the deadline) or ``no acceptable
+answer:`` (earlier, when every candidate errored and nothing better could still arrive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from modelstream.errors import InvalidRequest
+from modelstream.models.deployment import Deployment
+from modelstream.rendezvous.mailbox import Mailbox
+from modelstream.rendezvous.policies import Decision
+from modelstream.wire.results import Result
+from modelstream.wire.tensors import Tensor, tensor_from_json
+
+LATE_HEADER = "x-modelstream-late"
+"""Header (value ``b"1"``) of the second, *late* record a request may get on ``results``."""
+
+
+def _missing(mailbox: Mailbox, deployment: Deployment | None) -> tuple[str, ...]:
+    if deployment is None:
+        return ()
+    answered = set(mailbox.answered_refs())
+    return tuple(str(m.ref) for m in deployment.models if str(m.ref) not in answered)
+
+
+def _base(mailbox: Mailbox, policy: str, now: int, deployment: Deployment | None) -> Result:
+    request = mailbox.request
+    started = request.sent_at if request.sent_at is not None else request.event_time
+    return Result(
+        request_id=request.id,
+        service=request.service,
+        policy=policy,
+        outputs=None,
+        deadline=request.deadline,
+        decided_at=now,
+        deadline_met=False,
+        answers=mailbox.answered_refs(),
+        missing=_missing(mailbox, deployment),
+        decided_in_ms=float(max(0, now - started)),
+    )
+
+
+def answer_result(
+    mailbox: Mailbox, decision: Decision, policy: str, now: int, deployment: Deployment | None
+) -> Result:
+    """The record of a decision that chose a model's answer."""
+    if decision.model is None:
+        raise ValueError("answer_result needs a decision that chose a model")
+    base = _base(mailbox, policy, now, deployment)
+    return replace(
+        base,
+        outputs=decision.outputs,
+        model=decision.model.name,
+        version=decision.model.version,
+        error=decision.error,
+        deadline_met=decision.error is None and now <= mailbox.deadline,
+    )
+
+
+def fallback_result(
+    mailbox: Mailbox,
+    policy: str,
+    now: int,
+    deployment: Deployment | None,
+    reason: str = "",
+    *,
+    final: bool = True,
+) -> Result:
+    """The record when no acceptable answer exists: the fallback outputs, or an error."""
+    base = _base(mailbox, policy, now, deployment)
+    outputs: tuple[Tensor, ...] | None = None
+    error: str | None = None
+    if deployment is None:
+        error = f"deadline missed: service {mailbox.request.service!r} has no deployment"
+    elif deployment.fallback.outputs is not None:
+        try:
+            outputs = tuple(
+                tensor_from_json(t, where="fallback output") for t in deployment.fallback.outputs
+            )
+        except InvalidRequest as exc:
+            error = f"deadline missed, and the service's fallback is invalid ({exc}); fix it"
+    if outputs is None and error is None:
+        waited = max(0, now - mailbox.started_at)
+        live = len(deployment.models) if deployment is not None else 0
+        why = reason or f"none of {live} live models answered acceptably within {waited} ms"
+        prefix = "deadline missed" if final else "no acceptable answer"
+        error = f"{prefix}: {why}"
+    return replace(base, outputs=outputs, error=error, fallback=outputs is not None)

@@ -1,0 +1,299 @@
+"""The rendezvous role: one answer per request, by its deadline, chosen by the service's policy.
+
+:class:`Rendezvous` is a member of the consumer group ``<service>.rendezvous`` reading
+``<service>.requests`` and ``<service>.scores``. Both topics (and ``results``) have the
+same partition count and are keyed by request id, so partition ``p`` of each holds the
+same requests and goes to the same member: a request and all its scores meet in one
+process. The decision logic lives in :class:`~modelstream.rendezvous.book.MailboxBook`;
+this module does the I/O around it.
+
+**The exactly-once-answer invariant.** Every request read gets exactly one answer record
+on ``results`` (the first record per request id there; see ``book`` for the optional
+second, *late* record, marked with the ``x-modelstream-late`` header and never sent to
+``reply_to``). It rests on three rules:
+
+1. *By the deadline*: the loop never sleeps past the next timer of the book, and the
+   final decision is taken ``deadline_margin_ms`` before the deadline.
+2. *Never lost*: offsets are committed only after the answers they cover are durable
+   (``produce`` returned), and never past a record an open mailbox still needs; a crash
+   makes the group redeliver those records.
+3. *Never twice*: a redelivered request is recognised (open mailbox, recently decided,
+   or read back from ``results`` of the same partition when the partition is assigned,
+   see :mod:`modelstream.rendezvous.answered`) and ignored.
+
+The one window left is a rebalance racing a decision (the old owner produces an answer
+just after the new owner read ``results`` back); it is as narrow as the backplane's
+rebalance notice, and disappears with a single member per partition.
+
+Undecodable records go to ``<service>.dead-letter`` with the reason; processing goes on.
+The deployment in force is read at every decision, so a policy switch applies at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from modelstream.backplane.port import Backplane, Consumer
+from modelstream.backplane.records import OutRecord, Record, TopicPartition
+from modelstream.clock import Clock, SystemClock
+from modelstream.errors import ConfigurationError, DecodeError, ModelstreamError
+from modelstream.models.deployment import Deployment
+from modelstream.models.follower import RegistryFollower
+from modelstream.rendezvous.answered import answered_ids
+from modelstream.rendezvous.book import Emit, MailboxBook
+from modelstream.rendezvous.outcome import LATE_HEADER
+from modelstream.rendezvous.policies import QualitySource, standard_policies
+from modelstream.settings import Settings
+from modelstream.wire.deadletter import send_to_dead_letter
+from modelstream.wire.requests import decode_request
+from modelstream.wire.scores import decode_score
+from modelstream.wire.topics import ServiceTopics
+
+log = logging.getLogger(__name__)
+
+DeploymentSource = Callable[[], Deployment | None]
+
+
+class FollowedDeployment:
+    """A :data:`DeploymentSource` kept current by the registry's ``RegistryFollower``."""
+
+    def __init__(self, backplane: Backplane, service: str, catch_up_s: float = 10.0) -> None:
+        self._follower = RegistryFollower(backplane, service, lambda _d, _m: None)
+        self._catch_up_s = catch_up_s
+
+    def __call__(self) -> Deployment | None:
+        return self._follower.deployment
+
+    def start(self) -> None:
+        """Start following, and wait (bounded) until the deployment in force is known."""
+        self._follower.start()
+        self._follower.wait_caught_up(self._catch_up_s)
+
+    def stop(self) -> None:
+        self._follower.stop()
+
+
+class Rendezvous:
+    """The rendezvous of one service (see the module docstring for its invariants)."""
+
+    def __init__(
+        self,
+        backplane: Backplane,
+        settings: Settings,
+        service: str,
+        *,
+        clock: Clock | None = None,
+        deployment_source: DeploymentSource | None = None,
+        quality: QualitySource | None = None,
+        deadline_margin_ms: int = 5,
+        late_window_ms: int = 1_000,
+        answered_lookback_ms: int = 15 * 60_000,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        self.topics = ServiceTopics(service)
+        self._bp = backplane
+        self._settings = settings
+        self._clock: Clock = clock or SystemClock()
+        self._followed = (
+            FollowedDeployment(backplane, service) if deployment_source is None else None
+        )
+        self._deployment: DeploymentSource = deployment_source or self._followed or (lambda: None)
+        self._lookback = answered_lookback_ms
+        self._poll = poll_interval_s
+        self.book = MailboxBook(
+            service,
+            self._deployment,
+            standard_policies(quality),
+            deadline_margin_ms=deadline_margin_ms,
+            late_window_ms=late_window_ms,
+            answered_ttl_ms=answered_lookback_ms,
+        )
+        self.stats: Counter[str] = Counter()
+        self.failure: BaseException | None = None
+        self._owned: set[int] = set()
+        self._committed: dict[TopicPartition, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
+        self._commit_on_stop = True
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def ensure_topics(self) -> int:
+        """Create requests, scores and results with one partition count; return it.
+
+        Raises ``ConfigurationError`` when they exist with different counts (co-partitioning
+        would be broken, so scores would not meet their requests).
+        """
+        existing = {spec.name: spec.partitions for spec in self._bp.list_topics()}
+        deployment = self._deployment()
+        count = existing.get(self.topics.requests) or (
+            (deployment.partitions if deployment else None) or self._settings.default_partitions
+        )
+        names = (self.topics.requests, self.topics.scores, self.topics.results)
+        for name in names:
+            spec = self._bp.create_topic(name, count)
+            if spec.partitions != count:
+                raise ConfigurationError(
+                    f"topic {name!r} has {spec.partitions} partitions but "
+                    f"{self.topics.requests!r} has {count}: the rendezvous needs the same count "
+                    "on requests, scores and results; recreate them with one count"
+                )
+        return count
+
+    def start(self) -> None:
+        """Join the group and answer requests on a background thread until :meth:`stop`."""
+        if self._thread is not None:
+            raise ConfigurationError("this rendezvous is already started; create a new one")
+        if self._followed is not None:
+            self._followed.start()
+        self.ensure_topics()
+        self._consumer = self._bp.consumer(
+            [self.topics.requests, self.topics.scores],
+            group=f"{self.topics.service}.rendezvous",
+            start="earliest",
+        )
+        self._thread = threading.Thread(
+            target=self._run, name=f"rendezvous-{self.topics.service}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, *, commit: bool = True, timeout: float = 10.0) -> None:
+        """Stop, commit what was answered (unless ``commit`` is false) and leave the group.
+
+        Open mailboxes are not answered: their records are not committed, so the group's
+        next owner of their partitions reads and answers them.
+        """
+        self._commit_on_stop = commit
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._followed is not None:
+            self._followed.stop()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        try:
+            while not self._stop.is_set():
+                self._step(consumer)
+            if self._commit_on_stop:
+                self._commit(consumer)
+        except (ModelstreamError, OSError) as exc:  # logged, kept for the owner to see
+            log.exception("rendezvous of %s stopped", self.topics.service)
+            self.failure = exc
+
+    def _step(self, consumer: Consumer) -> None:
+        wake = self.book.next_wakeup()
+        timeout = self._poll
+        if wake is not None:
+            timeout = min(timeout, max(0.0, (wake - self._clock.now_ms()) / 1000))
+        records = consumer.poll(max_records=500, timeout=timeout)
+        self._sync_assignment(consumer)
+        emits: list[Emit] = []
+        for record in records:
+            if record.partition in self._owned:
+                emits.extend(self._handle(record))
+        emits.extend(self.book.tick(self._clock.now_ms()))
+        if emits:
+            self._produce(emits)
+        self._commit(consumer)
+
+    def _sync_assignment(self, consumer: Consumer) -> None:
+        owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.topics.requests}
+        gone, new = self._owned - owned, owned - self._owned
+        if gone:
+            self.book.drop_partitions(gone)
+            self._committed = {tp: o for tp, o in self._committed.items() if tp.partition in owned}
+        if new:
+            tps = [TopicPartition(self.topics.requests, p) for p in new]
+            committed = {tp.partition: off for tp, off in consumer.committed(tps).items()}
+            now = self._clock.now_ms()
+            ids = answered_ids(
+                self._bp,
+                results_topic=self.topics.results,
+                requests_topic=self.topics.requests,
+                partitions=new,
+                committed=committed,
+                now_ms=now,
+                lookback_ms=self._lookback,
+            )
+            for rid in ids:
+                self.book.mark_answered(rid, now)
+            self.stats["rebuilt_answered"] += len(ids)
+        self._owned = owned
+
+    def _handle(self, record: Record) -> list[Emit]:
+        now = self._clock.now_ms()
+        tp = record.topic_partition
+        try:
+            if record.topic == self.topics.requests:
+                request = decode_request(record.value)
+                if request.service != self.topics.service:
+                    raise DecodeError(
+                        f"request for service {request.service!r} on {record.topic!r}"
+                    )
+                self.stats["requests"] += 1
+                return self.book.on_request(request, tp, record.offset, now)
+            score = decode_score(record.value)
+            self.stats["scores"] += 1
+            return self.book.on_score(score, tp, record.offset, now)
+        except DecodeError as exc:
+            self.stats["dead_letters"] += 1
+            send_to_dead_letter(self._bp, self.topics.dead_letter, record, str(exc))
+            return []
+
+    def _produce(self, emits: list[Emit]) -> None:
+        results: list[OutRecord] = []
+        replies: dict[str, list[OutRecord]] = {}
+        for emit in emits:
+            result = emit.result
+            headers = ((LATE_HEADER, b"1"),) if emit.late else ()
+            out = OutRecord(result.encode(), result.request_id.encode(), headers, result.decided_at)
+            results.append(out)
+            if emit.late:
+                self.stats["late_records"] += 1
+                continue
+            self.stats[
+                "fallbacks" if result.fallback else "errors" if result.error else "answers"
+            ] += 1
+            if emit.reply_to:
+                replies.setdefault(emit.reply_to, []).append(out)
+        # results first: it is what a restarted member reads back to avoid a second answer.
+        self._bp.produce(self.topics.results, results)
+        for topic, records in replies.items():
+            self._bp.produce(topic, records)
+
+    def _commit(self, consumer: Consumer) -> None:
+        """Commit, per owned partition, up to the first record an open mailbox still needs."""
+        held = self.book.held_offsets()
+        offsets: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            if tp.partition not in self._owned:
+                continue
+            offset = held.get(tp, consumer.position(tp))
+            if self._committed.get(tp) != offset:
+                offsets[tp] = offset
+        if offsets:
+            consumer.commit(offsets)
+            self._committed.update(offsets)
+
+    def deployment(self) -> Deployment | None:
+        """The deployment in force now (the one the next decision uses)."""
+        return self._deployment()
+
+    def wait_until_assigned(self, timeout: float = 10.0) -> bool:
+        """Block until this member owns at least one partition (for tests and start-up)."""
+        give_up = time.monotonic() + timeout
+        while not self._owned and time.monotonic() < give_up and self.failure is None:
+            time.sleep(0.01)
+        return bool(self._owned)

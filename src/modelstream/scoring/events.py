@@ -1,0 +1,104 @@
+"""Records on ``<service>.model-events``: what scorers did with model versions.
+
+Wire format (JSON, key = the model name, so one model's events stay in order)::
+
+    {
+      "event": "swapped",              "swapped" | "load_failed" | "role_changed" | "waiting"
+      "service": "fraud", "model": "gbm",
+      "version": 4,                    the version this event is about
+      "previous": 3,                   the version serving before (null on a first load)
+      "serving": 4,                    the version serving after the event (null: none)
+      "role": "champion",
+      "error": null,                   for load_failed: what went wrong, for the operator
+      "error_type": null,              for load_failed: the exception class name
+      "timings_ms": {"fetch": 0.3, "load": 12.1, "validate": 0.1, "warm": 0.8, "total": 13.5},
+      "scorer": "host-1234-ab12",      which scorer process reported it
+      "at": 1763790000003              ms, wall clock
+    }
+
+A ``load_failed`` event means the old version (``serving``) keeps serving. ``waiting``
+means a deployed version's descriptor has not been read yet: on Kafka the deployment can
+be read before the descriptor published just ahead of it, so it is usually followed by
+``swapped``; it is an error only if it persists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelstream.backplane.records import OutRecord, now_ms
+from modelstream.errors import DecodeError
+from modelstream.wire import codec
+
+_KIND = "model event"
+
+SWAPPED = "swapped"
+LOAD_FAILED = "load_failed"
+ROLE_CHANGED = "role_changed"
+WAITING = "waiting"  # deployed, but its descriptor has not been read yet (may be transient)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEvent:
+    """One scorer lifecycle event about one model version."""
+
+    event: str
+    service: str
+    model: str
+    version: int
+    previous: int | None = None
+    serving: int | None = None
+    role: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    scorer: str = ""
+    at: int = field(default_factory=now_ms)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "service": self.service,
+            "model": self.model,
+            "version": self.version,
+            "previous": self.previous,
+            "serving": self.serving,
+            "role": self.role,
+            "error": self.error,
+            "error_type": self.error_type,
+            "timings_ms": dict(self.timings_ms),
+            "scorer": self.scorer,
+            "at": self.at,
+        }
+
+    def encode(self) -> bytes:
+        return codec.dumps(self.to_json())
+
+    def record(self) -> OutRecord:
+        return OutRecord(self.encode(), self.model.encode(), timestamp=self.at)
+
+
+def decode_model_event(data: bytes) -> ModelEvent:
+    """Decode a model-event record; raises ``DecodeError`` saying what is wrong."""
+    obj = codec.loads(data, _KIND)
+    timings = obj.get("timings_ms") or {}
+    if not isinstance(timings, dict) or not all(
+        isinstance(v, int | float) for v in timings.values()
+    ):
+        raise DecodeError("model event field 'timings_ms' must be an object of numbers")
+    return ModelEvent(
+        event=codec.field(obj, "event", str, _KIND),
+        service=codec.field(obj, "service", str, _KIND),
+        model=codec.field(obj, "model", str, _KIND),
+        version=codec.field(obj, "version", int, _KIND),
+        previous=codec.optional(obj, "previous", int, _KIND),
+        serving=codec.optional(obj, "serving", int, _KIND),
+        role=codec.optional(obj, "role", str, _KIND),
+        error=codec.optional(obj, "error", str, _KIND),
+        error_type=codec.optional(obj, "error_type", str, _KIND),
+        timings_ms={str(k): float(v) for k, v in timings.items()},
+        scorer=codec.optional(obj, "scorer", str, _KIND) or "",
+        at=codec.field(obj, "at", int, _KIND),
+    )

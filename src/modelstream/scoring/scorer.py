@@ -1,0 +1,363 @@
+"""The scorer role for one live model name of a service.
+
+Lifecycle:
+
+* :meth:`Scorer.start` starts following the registry (the ``models`` and
+  ``deployment`` topics) and a scoring thread. Until a version of the model is loaded
+  the scorer does not join its consumer group, so nothing is read without a model.
+* **Following.** On every registry change the scorer looks up its name in the
+  deployment. A new version is fetched, verified (sha256, signature where required),
+  loaded, validated against its descriptor's schema and warmed on a sample input
+  (:func:`~modelstream.scoring.loading.prepare`) *on the follower's thread*, while the
+  old version keeps serving; then it is swapped in between two batches
+  (:class:`~modelstream.scoring.slot.ModelSlot`) and a ``swapped`` event with timings is
+  written to ``<service>.model-events``. A failed load keeps the old version and writes
+  a ``load_failed`` event (once per descriptor digest: it is not retried until a new
+  descriptor is published). A deployed version whose descriptor has not been read yet
+  gets a ``waiting`` event and loads when the descriptor arrives. A role change of the
+  same version needs no reload (``role_changed``).
+* **Scoring.** One consumer group per live model name, ``<service>.scorer.<name>``, on
+  ``<service>.requests``. Records are micro-batched (:mod:`modelstream.scoring.batcher`),
+  run with a per-call timeout (:mod:`modelstream.scoring.runner`), and every request
+  the model answers gets one record on ``<service>.scores`` (key = request id) naming
+  the version that computed it. Offsets are committed only after the scores (and any
+  dead letters) are durable: delivery is at-least-once, and on any failure the consumer
+  is reopened at the committed offsets.
+* :meth:`Scorer.stop` stops following, finishes the batch in hand, closes the
+  consumer (leaving the group) and the loaded models. Idempotent.
+
+What a request gets:
+
+* an undecodable record: a copy on ``<service>.dead-letter`` with the reason, no score;
+* ``target`` naming another model: nothing from this scorer; naming this model at a
+  version that is not the one serving: an error score saying which version serves;
+* a deadline already passed when the scorer picks it up: by default
+  (``ScorerConfig.expired == "error"``) an error score ``expired: ...`` without running
+  the model, so a backlog (after an outage) drains fast and the rendezvous and monitor
+  still see an answer for every request; ``"score"`` scores it anyway;
+* inputs that do not fit the schema, a model that raises or exceeds its timeout: an
+  error score (the scorer carries on);
+* otherwise the model's outputs for its rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from modelstream.backplane.port import Backplane, Consumer, StartFrom
+from modelstream.errors import ConfigurationError, ModelError, ModelNotFound
+from modelstream.models.deployment import Deployment
+from modelstream.models.descriptor import ModelDescriptor
+from modelstream.models.refs import ModelRef
+from modelstream.scoring import events
+from modelstream.scoring.batcher import collect
+from modelstream.scoring.loading import ModelSource, prepare, registry_source
+from modelstream.scoring.process import score_records
+from modelstream.scoring.runner import ModelRunner
+from modelstream.scoring.slot import ModelSlot
+from modelstream.scoring.stats import StatsBook, VersionStats
+from modelstream.settings import Settings
+from modelstream.wire.topics import ServiceTopics, check_name
+
+log = logging.getLogger(__name__)
+
+OnChange = Callable[[Deployment | None, dict[ModelRef, ModelDescriptor]], None]
+
+
+class Follower(Protocol):
+    """What the scorer needs of :class:`modelstream.models.registry.RegistryFollower`."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+FollowerFactory = Callable[[Backplane, str, OnChange], Follower]
+
+
+def registry_follower(backplane: Backplane, service: str, on_change: OnChange) -> Follower:
+    from modelstream.models.follower import RegistryFollower
+
+    follower: Follower = RegistryFollower(backplane, service, on_change)
+    return follower
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerConfig:
+    """Tuning of a scorer; the defaults suit a latency SLA of tens of milliseconds."""
+
+    max_batch: int = 256  # requests per batch
+    max_wait_ms: float = 2.0  # how long to wait to fill a batch once a record is in hand
+    timeout_ms: float = 1000.0  # per predict call; the batch gets error scores beyond it
+    warm_timeout_ms: float = 30_000.0  # the warm-up of a new version
+    expired: Literal["error", "score"] = "error"  # see the module docstring
+    poll_timeout_s: float = 0.25  # bounds how long stop() waits for the loop
+    start: StartFrom = "earliest"  # where a new group starts: every request is scored
+    retry_backoff_s: float = 0.5  # after a backplane failure
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.timeout_ms <= 0 or self.max_wait_ms < 0:
+            raise ConfigurationError(
+                "scorer config: max_batch must be >= 1, timeout_ms > 0, max_wait_ms >= 0"
+            )
+
+
+def scorer_group(service: str, model_name: str) -> str:
+    """The consumer group of the scorers of ``model_name``."""
+    return f"{service}.scorer.{model_name}"
+
+
+def scorer_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Scorer:
+    """Scores every request of ``service`` with the live version of ``model_name``."""
+
+    def __init__(
+        self,
+        backplane: Backplane,
+        settings: Settings,
+        service: str,
+        model_name: str,
+        *,
+        config: ScorerConfig | None = None,
+        source: ModelSource | None = None,
+        follower_factory: FollowerFactory | None = None,
+    ) -> None:
+        self.backplane = backplane
+        self.settings = settings
+        self.topics = ServiceTopics(service)
+        self.service = service
+        self.model_name = check_name("model", model_name)
+        self.config = config or ScorerConfig()
+        self.group = scorer_group(service, model_name)
+        self.id = scorer_id()
+        self._source = source
+        self._follower_factory = follower_factory or registry_follower
+        self._follower: Follower | None = None
+        self._slot = ModelSlot(model_name)
+        self._runner = ModelRunner(self.config.timeout_ms / 1000, name=f"{model_name}")
+        self._stats = StatsBook()
+        self._failed: dict[ModelRef, str] = {}  # ref -> sha256 that failed to load
+        self._missing: set[ModelRef] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.scored = 0  # requests answered (with outputs or an error)
+        self.loop_errors = 0  # failures of the loop itself (backplane), each retried
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> Scorer:
+        """Begin following the registry and scoring; returns ``self``."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            for topic in (self.topics.requests, self.topics.scores):
+                self.backplane.create_topic(topic)
+            self._thread = threading.Thread(
+                target=self._loop, name=f"scorer-{self.service}-{self.model_name}", daemon=True
+            )
+            self._thread.start()
+            self._follower = self._follower_factory(self.backplane, self.service, self.on_change)
+            self._follower.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop following and scoring, leave the group, close the models. Idempotent."""
+        with self._lock:
+            follower, self._follower = self._follower, None
+            thread, self._thread = self._thread, None
+        self._stop.set()
+        if follower is not None:
+            follower.stop()
+        if thread is not None:
+            thread.join(timeout)
+        # Close the models first: that cuts short a call still hung in a model that
+        # supports it, so the runner's workers can then be joined quickly.
+        for model in self._slot.clear():
+            _close(model)
+        self._runner.close(wait_s=min(timeout, 5.0))
+
+    def __enter__(self) -> Scorer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def serving(self) -> ModelRef | None:
+        """The version serving now, or ``None`` before the first successful load."""
+        active = self._slot.current()
+        return None if active is None else active.ref
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until a version serves; whether one does within ``timeout`` seconds."""
+        return self._slot.wait_ready(timeout)
+
+    def stats(self) -> list[VersionStats]:
+        """Figures per model version answered by this scorer since it started."""
+        return self._stats.snapshot()
+
+    # -- following the registry -----------------------------------------------------
+
+    def on_change(
+        self, deployment: Deployment | None, descriptors: dict[ModelRef, ModelDescriptor]
+    ) -> None:
+        """React to a registry change (called by the follower's thread, one at a time)."""
+        if deployment is None or self._stop.is_set():
+            return
+        live = deployment.live(self.model_name)
+        if live is None:
+            return  # taken out of the deployment: the pool stops this scorer
+        active = self._slot.current()
+        if active is not None and active.ref == live.ref:
+            if active.role != live.role.value:
+                self._slot.set_role(live.role.value)
+                self._emit(events.ROLE_CHANGED, live.ref, role=live.role.value)
+            return
+        descriptor = descriptors.get(live.ref)
+        if descriptor is None:
+            if live.ref not in self._missing:  # report once; it may still be on its way
+                self._missing.add(live.ref)
+                exc = ModelNotFound(
+                    f"{live.ref} is deployed but its descriptor has not been read; publish it "
+                    f"with `modelstream models publish ... --name {live.ref.name}`"
+                )
+                log.info("%s: waiting for the descriptor of %s", self.group, live.ref)
+                self._emit(events.WAITING, live.ref, role=live.role.value, error=exc)
+            return
+        if self._failed.get(live.ref) == descriptor.sha256:
+            return
+        source = self._source or registry_source(self.settings)
+        try:
+            new, timings = prepare(
+                descriptor, deployment, live.role.value, source, self.config.warm_timeout_ms / 1000
+            )
+        except ModelError as exc:
+            self._failed[live.ref] = descriptor.sha256
+            self._emit_failure(live.ref, live.role.value, exc)
+            return
+        old = self._slot.swap(new)
+        log.info("%s: %s now serving (was %s)", self.group, new.ref, old and old.ref)
+        self._emit(
+            events.SWAPPED,
+            new.ref,
+            role=new.role,
+            previous=None if old is None else old.ref.version,
+            timings=timings,
+        )
+
+    def _emit_failure(self, ref: ModelRef, role: str, exc: Exception) -> None:
+        serving = self.serving
+        log.warning("%s: %s refused, %s keeps serving: %s", self.group, ref, serving, exc)
+        self._emit(events.LOAD_FAILED, ref, role=role, error=exc)
+
+    def _emit(
+        self,
+        kind: str,
+        ref: ModelRef,
+        *,
+        role: str | None = None,
+        previous: int | None = None,
+        timings: dict[str, float] | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        serving = self.serving
+        event = events.ModelEvent(
+            event=kind,
+            service=self.service,
+            model=ref.name,
+            version=ref.version,
+            previous=previous,
+            serving=None if serving is None else serving.version,
+            role=role,
+            error=None if error is None else str(error),
+            error_type=None if error is None else type(error).__name__,
+            timings_ms=timings or {},
+            scorer=self.id,
+        )
+        try:
+            self.backplane.produce(self.topics.model_events, [event.record()])
+        except Exception:  # an event lost must not stop the model from serving
+            log.exception("%s: could not write a %s event", self.group, kind)
+
+    # -- scoring --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        consumer: Consumer | None = None
+        cfg = self.config
+        try:
+            while not self._stop.is_set():
+                if self._slot.current() is None:
+                    self._slot.wait_ready(cfg.poll_timeout_s)
+                    continue
+                try:
+                    if consumer is None:
+                        consumer = self.backplane.consumer(
+                            [self.topics.requests], group=self.group, start=cfg.start
+                        )
+                    self._step(consumer)
+                except Exception:
+                    # Reopening resumes at the committed offsets: nothing scored-but-
+                    # uncommitted is lost, at worst it is scored again.
+                    self.loop_errors += 1
+                    log.exception("%s: scoring failed; resuming from committed offsets", self.group)
+                    _close(consumer)
+                    consumer = None
+                    self._stop.wait(cfg.retry_backoff_s)
+        finally:
+            _close(consumer)
+
+    def _step(self, consumer: Consumer) -> None:
+        cfg = self.config
+        records = collect(consumer.poll, cfg.max_batch, cfg.max_wait_ms, cfg.poll_timeout_s)
+        busy = self._runner.busy_models
+        for model in self._slot.take_retired():
+            if any(model is b for b in busy):
+                continue  # still inside a timed-out call; dropping it is all we can do
+            _close(model)
+        if not records:
+            return
+        active = self._slot.current()  # read once: the whole batch uses this version
+        assert active is not None
+        outcome = score_records(records, active, self._runner, self.topics, cfg.expired)
+        if outcome.dead_letters:
+            self.backplane.produce(self.topics.dead_letter, outcome.dead_letters)
+        if outcome.scores:
+            self.backplane.produce(self.topics.scores, [s.out for s in outcome.scores])
+        consumer.commit(outcome.offsets)
+        self.scored += len(outcome.scores)
+        self._stats.record_scores(s.score for s in outcome.scores)
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, block until ``stop`` is set, then stop (for a process running one role)."""
+        self.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+
+def _close(resource: object) -> None:
+    closer = getattr(resource, "close", None)
+    if closer is None:
+        return
+    try:
+        closer()
+    except Exception:  # closing is best effort on the way out
+        log.debug("close failed", exc_info=True)

@@ -1,0 +1,69 @@
+"""Settings: one object, built at the entry point (CLI or a test) and passed down.
+
+Values come from keyword arguments, then ``MODELSTREAM_*`` environment variables, then
+the defaults below. Nothing below the entry point reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BACKPLANE = "sqlite://./.modelstream"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings of modelstream."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSTREAM_", frozen=True, extra="ignore")
+
+    backplane: str = Field(
+        default=DEFAULT_BACKPLANE,
+        description="Backplane URL: memory://, sqlite://path, or kafka://host:port[,host:port]",
+    )
+    default_partitions: int = Field(default=4, ge=1, le=1024)
+    session_timeout_ms: int = Field(
+        default=6000,
+        ge=100,
+        description="A group member that does not poll for this long is considered dead",
+    )
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long to wait for a broker before giving up"
+    )
+    api_token: str | None = Field(
+        default=None, description="Token required on management HTTP calls when set"
+    )
+    model_inline_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="Model bytes above this size go to the model store, the descriptor "
+        "carrying a file:// location instead of the bytes",
+    )
+    model_store_dir: str | None = Field(
+        default=None,
+        description="Directory of content-addressed model files (default: <sqlite dir>/models); "
+        "every scorer must be able to read it",
+    )
+    onnx_intra_op_threads: int = Field(default=1, ge=0, description="0: onnxruntime decides")
+    skops_trusted_types: tuple[str, ...] = Field(
+        default=(), description="Extra type names skops may load, beyond the built-in list"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    archive_dir: Path | None = Field(
+        default=None,
+        description="Root of the Parquet archive (default: see Settings.archive_root)",
+    )
+
+    def archive_root(self) -> Path:
+        """Where the archiver writes and readers read: ``archive_dir`` when set, else
+        ``<dir>/archive`` for a ``sqlite://dir`` backplane, else ``./.modelstream/archive``.
+        """
+        if self.archive_dir is not None:
+            return self.archive_dir
+        if self.backplane.startswith("sqlite://") and len(self.backplane) > len("sqlite://"):
+            # Kept next to the topics so one directory holds a machine's whole state.
+            return Path(self.backplane[len("sqlite://") :]) / "archive"
+        return Path(".modelstream") / "archive"

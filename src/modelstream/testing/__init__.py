@@ -1,0 +1,1 @@
+"""Test harnesses that users, examples and the test suite share (a local tansu broker)."""

@@ -1,0 +1,131 @@
+"""Tensors in the Open Inference Protocol's JSON form, and their numpy counterparts.
+
+A tensor on the wire is ``{"name", "datatype", "shape", "data"}`` where ``data`` is the
+row-major flattened (or nested) list of values. :func:`tensor_to_array` validates it
+(known datatype, data length equal to the product of the shape) and
+:func:`array_to_tensor` goes the other way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelstream.errors import InvalidRequest
+
+# Open Inference Protocol datatypes and their numpy dtypes.
+DATATYPES: dict[str, npt.DTypeLike] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+_BY_KIND = {np.dtype(v).str: k for k, v in DATATYPES.items() if k != "BYTES"}
+
+
+def datatype_of(array: npt.NDArray[Any]) -> str:
+    """The protocol datatype naming ``array``'s dtype (strings and objects are BYTES)."""
+    if array.dtype.kind in "OUS":
+        return "BYTES"
+    try:
+        return _BY_KIND[array.dtype.str]
+    except KeyError:
+        raise InvalidRequest(f"dtype {array.dtype} has no Open Inference datatype") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A named tensor as carried on the wire (``data`` is flat, row-major)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: tuple[Any, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "datatype": self.datatype,
+            "shape": list(self.shape),
+            "data": list(self.data),
+        }
+
+
+def _flatten(data: Any) -> list[Any]:
+    if isinstance(data, list | tuple):
+        out: list[Any] = []
+        for item in data:
+            if isinstance(item, list | tuple):
+                out.extend(_flatten(item))
+            else:
+                out.append(item)
+        return out
+    return [data]
+
+
+def tensor_from_json(obj: Any, *, where: str = "input") -> Tensor:
+    """Validate one protocol tensor object; raises ``InvalidRequest`` saying what to fix."""
+    if not isinstance(obj, Mapping):
+        raise InvalidRequest(f"each {where} must be an object with name, datatype, shape, data")
+    name, datatype, shape, data = (obj.get(k) for k in ("name", "datatype", "shape", "data"))
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"every {where} needs a non-empty string 'name'")
+    if datatype not in DATATYPES:
+        raise InvalidRequest(
+            f"{where} {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}"
+        )
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidRequest(f"{where} {name!r}: 'shape' must be a list of non-negative integers")
+    if data is None:
+        raise InvalidRequest(f"{where} {name!r}: 'data' is missing")
+    flat = _flatten(data)
+    expected = math.prod(shape)
+    if len(flat) != expected:
+        raise InvalidRequest(
+            f"{where} {name!r}: shape {list(shape)} needs {expected} values, got {len(flat)}"
+        )
+    return Tensor(name, str(datatype), tuple(shape), tuple(flat))
+
+
+def tensor_to_array(tensor: Tensor) -> npt.NDArray[Any]:
+    """The tensor as a numpy array of its shape; raises ``InvalidRequest`` on bad values."""
+    try:
+        if tensor.datatype == "BYTES":
+            array = np.array(tensor.data, dtype=np.object_)
+        else:
+            array = np.asarray(tensor.data, dtype=DATATYPES[tensor.datatype])
+        return array.reshape(tensor.shape)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidRequest(
+            f"tensor {tensor.name!r}: values do not fit datatype {tensor.datatype}: {exc}"
+        ) from None
+
+
+def array_to_tensor(name: str, array: npt.NDArray[Any] | list[Any]) -> Tensor:
+    """A wire tensor holding ``array`` (numpy scalars become plain Python values)."""
+    arr = np.asarray(array)
+    datatype = datatype_of(arr)
+    if datatype == "BYTES":
+        values = tuple(
+            v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.ravel()
+        )
+    else:
+        values = tuple(arr.ravel().tolist())
+    return Tensor(name, datatype, tuple(int(d) for d in arr.shape), values)

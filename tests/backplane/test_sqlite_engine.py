@@ -1,0 +1,107 @@
+"""What the SQLite engine promises beyond the shared contract."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from modelstream.backplane.factory import open_backplane
+from modelstream.backplane.records import OutRecord
+from modelstream.backplane.sqlite.engine import SqliteBackplane
+from modelstream.backplane.sqlite.schema import decode_headers, encode_headers
+from modelstream.errors import BackplaneUnavailable, TopicNotFound
+from modelstream.settings import Settings
+
+from .helpers import collect, unique
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(backplane=f"sqlite://{tmp_path}", session_timeout_ms=1000)
+
+
+def test_a_directory_that_cannot_be_created_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BackplaneUnavailable) as caught:
+        open_backplane(f"sqlite://{blocker}/backplane")
+    message = str(caught.value)
+    assert str(blocker / "backplane") in message
+    assert "--backplane" in message
+    assert "\n" not in message
+
+
+def test_the_url_names_the_directory(tmp_path: Path, settings: Settings) -> None:
+    backplane = SqliteBackplane(tmp_path / "bp", settings)
+    try:
+        assert backplane.url == f"sqlite://{tmp_path / 'bp'}"
+        assert (tmp_path / "bp" / "meta.db").exists()
+    finally:
+        backplane.close()
+
+
+def test_threads_share_one_backplane_and_offsets_stay_dense(
+    tmp_path: Path, settings: Settings
+) -> None:
+    backplane = SqliteBackplane(tmp_path, settings)
+    name = unique("threads")
+    backplane.create_topic(name, 2)
+    errors: list[BaseException] = []
+
+    def produce(worker: int) -> None:
+        try:
+            for batch in range(20):
+                backplane.produce(
+                    name, [OutRecord(b"%d-%d-%d" % (worker, batch, i)) for i in range(25)]
+                )
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=produce, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    try:
+        with closing(backplane.consumer([name])) as consumer:
+            got = collect(consumer, 2000)
+        for partition in (0, 1):
+            offsets = [r.offset for r in got if r.partition == partition]
+            assert offsets == list(range(len(offsets)))
+        assert len({r.value for r in got}) == 2000
+    finally:
+        backplane.close()
+
+
+def test_a_second_handle_sees_deletes_and_new_incarnations(
+    tmp_path: Path, settings: Settings
+) -> None:
+    first, second = SqliteBackplane(tmp_path, settings), SqliteBackplane(tmp_path, settings)
+    name = unique("incarnation")
+    try:
+        first.produce(name, [OutRecord(b"old", partition=0)])
+        consumer = second.consumer([name])
+        with closing(consumer):
+            assert [r.value for r in collect(consumer, 1)] == [b"old"]
+            first.delete_topic(name)
+            with pytest.raises(TopicNotFound):
+                second.describe_topic(name)
+            first.create_topic(name, 2)
+            # The second handle produces into the new incarnation, not the deleted file.
+            second.produce(name, [OutRecord(b"new", partition=1)])
+            assert [r.value for r in collect(consumer, 1)] == [b"new"]
+        assert first.describe_topic(name).records == 1
+        assert len(list((tmp_path / "topics").glob(f"{name}-*.db"))) == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_headers_codec_round_trips() -> None:
+    headers = (("a", b""), ("ü", b"\x00" * 70_000), ("a", b"2"))
+    assert decode_headers(encode_headers(headers)) == headers
+    assert decode_headers(encode_headers(())) == ()

@@ -1,0 +1,107 @@
+"""The backplane CLI: the real console script in subprocesses, and Typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modelstream.cli.app import app
+
+MODELSTREAM = str(Path(sys.executable).with_name("modelstream"))
+
+
+def run(
+    *args: str, backplane: str, stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSTREAM_")}
+    env["MODELSTREAM_CONNECT_TIMEOUT_S"] = "2"
+    return subprocess.run(
+        [MODELSTREAM, "--backplane", backplane, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+def test_produce_then_consume_round_trip(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'bp'}"
+    assert run("topics", "create", "orders", "--partitions", "2", backplane=url).returncode == 0
+    lines = [{"id": f"o{i}", "amount": i} for i in range(5)]
+    stdin = "".join(json.dumps(line) + "\n" for line in lines)
+    produced = run("produce", "orders", "--key-field", "id", backplane=url, stdin=stdin)
+    assert produced.returncode == 0, produced.stderr
+    assert "produced 5 records" in produced.stdout
+
+    consumed = run(
+        "consume", "orders", "--from-beginning", "--limit", "5", "--timeout", "10", backplane=url
+    )
+    assert consumed.returncode == 0, consumed.stderr
+    records = [json.loads(line) for line in consumed.stdout.splitlines()]
+    assert sorted(r["value"]["amount"] for r in records) == list(range(5))
+    assert {r["key"] for r in records} == {f"o{i}" for i in range(5)}
+    assert {"topic", "partition", "offset", "timestamp", "headers"} <= records[0].keys()
+
+    described = run("topics", "describe", "orders", backplane=url)
+    assert described.returncode == 0, described.stderr
+    assert "5 records" in described.stdout
+
+
+@pytest.mark.integration
+def test_invalid_lines_are_reported_by_number_and_the_rest_produced(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'bp'}"
+    stdin = '{"a": 1}\nnot json\n{"a": 3}\n{"b": 4}\n'
+    result = run("produce", "t", "--key-field", "a", backplane=url, stdin=stdin)
+    assert result.returncode == 1
+    assert "line 2: invalid JSON" in result.stderr
+    assert "line 4: no field 'a'" in result.stderr
+    assert "produced 2 records" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_an_unknown_url_scheme_is_one_line(tmp_path: Path) -> None:
+    result = run("topics", "list", backplane="redis://localhost")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: unknown backplane URL")
+
+
+@pytest.mark.integration
+def test_a_path_under_a_file_is_one_line(tmp_path: Path) -> None:
+    # Works as root too: nobody can create a directory below a regular file.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("topics", "list", backplane=f"sqlite://{blocker / 'bp'}")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+def test_a_broker_that_does_not_answer_is_one_line() -> None:
+    from modelstream.testing.broker import free_port
+
+    result = run("topics", "list", backplane=f"kafka://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: kafka broker")
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_topics_commands_in_process() -> None:
+    runner = CliRunner()
+    created = runner.invoke(app, ["--backplane", "memory://", "topics", "create", "x", "-p", "3"])
+    assert created.exit_code == 0, created.output
+    assert "3 partitions" in created.output
+    missing = runner.invoke(app, ["--backplane", "memory://", "topics", "delete", "nope"])
+    assert missing.exit_code == 1

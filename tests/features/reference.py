@@ -1,0 +1,130 @@
+"""A brute-force reference for window results, and stream generators for the tests."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from modelstream.features.aggregates import (
+    Count,
+    Distinct,
+    Ewma,
+    First,
+    Lag,
+    Last,
+    Max,
+    Mean,
+    Min,
+    Slope,
+    Std,
+    Sum,
+)
+from modelstream.features.definitions import Feature, FeatureSet, Hopping, Session, Tumbling
+
+NAN = math.nan
+AGGS = [
+    Count(),
+    Sum(),
+    Mean(),
+    Min(),
+    Max(),
+    Std(),
+    First(),
+    Last(),
+    Ewma(40.0),
+    Slope(),
+    Distinct(k=8),
+    Lag(2),
+]
+WINDOWS = [Tumbling(50), Hopping(60, 20), Session(25)]
+
+
+def feature_set(ooo: int, lateness: int) -> FeatureSet:
+    feats = [
+        Feature(f"{agg.kind}_{w}", field="x", agg=agg, window=window)
+        for w, window in enumerate(WINDOWS)
+        for agg in AGGS
+    ]
+    return FeatureSet("ref", "1", feats, out_of_orderness_ms=ooo, allowed_lateness_ms=lateness)
+
+
+def brute(agg: Any, events: list[tuple[int, float]]) -> float:
+    """``agg`` over ``events`` (sorted by time, ties in arrival order)."""
+    xs = [x for _, x in events]
+    ts = [t for t, _ in events]
+    n = len(xs)
+    if isinstance(agg, Count):
+        return float(n)
+    if isinstance(agg, Sum):
+        return float(sum(xs))
+    if isinstance(agg, Distinct):
+        exact = len(set(xs))
+        return float(exact) if exact < agg.k else NAN  # beyond k: an estimate, not compared
+    if n == 0:
+        return NAN
+    if isinstance(agg, Mean):
+        return sum(xs) / n
+    if isinstance(agg, Max):  # before Min: Max subclasses it
+        return max(xs)
+    if isinstance(agg, Min):
+        return min(xs)
+    if isinstance(agg, Std):
+        m = sum(xs) / n
+        return math.sqrt(sum((x - m) ** 2 for x in xs) / n)
+    if isinstance(agg, Last):  # before First: Last subclasses it
+        return xs[-1]
+    if isinstance(agg, First):
+        return xs[0]
+    if isinstance(agg, Lag):
+        return xs[-1 - agg.n] if n > agg.n else NAN
+    if isinstance(agg, Ewma):
+        top = max(ts)
+        w = [2.0 ** (-(top - t) / agg.half_life_ms) for t in ts]
+        return sum(a * b for a, b in zip(w, xs, strict=True)) / sum(w)
+    if isinstance(agg, Slope):
+        secs = [t / 1000 for t in ts]
+        mt, mx = sum(secs) / n, sum(xs) / n
+        var = sum((t - mt) ** 2 for t in secs)
+        if len(set(ts)) < 2:
+            return NAN
+        return sum((t - mt) * (x - mx) for t, x in zip(secs, xs, strict=True)) / var
+    raise AssertionError(agg)
+
+
+def reference_windows(
+    fs: FeatureSet, events: list[tuple[str, int, float]]
+) -> dict[tuple[str, str, int], dict[str, float]]:
+    """Every window instance holding events: (entity, window label, start) -> values."""
+    by_entity: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for entity, t, x in sorted(events, key=lambda e: e[1]):  # stable: ties keep arrival
+        by_entity[entity].append((t, x))
+    out: dict[tuple[str, str, int], dict[str, float]] = {}
+    for entity, evs in by_entity.items():
+        for window in fs.windows:
+            feats = [f for f in fs.features if f.window == window]
+            for start, members in _instances(window, evs):
+                out[(entity, window.label, start)] = {f.name: brute(f.agg, members) for f in feats}
+    return out
+
+
+def _instances(window: Any, evs: list[tuple[int, float]]) -> list[tuple[int, list]]:
+    if isinstance(window, Session):
+        sessions: list[list[tuple[int, float]]] = []
+        for t, x in evs:
+            if sessions and t - sessions[-1][-1][0] < window.gap_ms:
+                sessions[-1].append((t, x))
+            else:
+                sessions.append([(t, x)])
+        return [(s[0][0], s) for s in sessions]
+    starts = set()
+    for t, _ in evs:
+        first = (t - window.size_ms) // window.hop_ms * window.hop_ms + window.hop_ms
+        starts.update(range(first, t + 1, window.hop_ms))
+    return [(s, [(t, x) for t, x in evs if s <= t < s + window.size_ms]) for s in sorted(starts)]
+
+
+def same(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)

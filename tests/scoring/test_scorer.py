@@ -1,0 +1,128 @@
+"""The scorer's handling of each kind of request, and the pool, on the memory engine
+with the real registry and loaders."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from modelstream.backplane.records import OutRecord
+from modelstream.models.refs import ModelRef
+from modelstream.scoring.pool import ScorerPool
+from modelstream.scoring.scorer import Scorer, ScorerConfig, scorer_group
+from modelstream.wire.tensors import Tensor, array_to_tensor
+from modelstream.wire.topics import ServiceTopics
+
+from .conftest import Env, Models
+from .harness import Watcher, make_request, send, wait_until
+
+CONFIG = ScorerConfig(max_batch=16, max_wait_ms=1.0, timeout_ms=2000, poll_timeout_s=0.05)
+
+
+@pytest.fixture
+def running(memory_env: Env, onnx_models: Models) -> Iterator[tuple[Scorer, Watcher]]:
+    env = memory_env
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 1))
+    watcher = Watcher(env.backplane, env.service)
+    with Scorer(env.backplane, env.settings, env.service, "lr", config=CONFIG) as scorer:
+        assert scorer.wait_ready(20)
+        yield scorer, watcher
+    watcher.close()
+
+
+def test_every_kind_of_request_gets_what_the_contract_says(
+    memory_env: Env, onnx_models: Models, running: tuple[Scorer, Watcher]
+) -> None:
+    env, (_, watcher) = memory_env, running
+    x = onnx_models.x
+    ok = make_request(env.service, x[0])
+    two_rows = make_request(env.service, x[1])
+    two_rows = dataclasses.replace(two_rows, inputs=(array_to_tensor("input", x[1:3]),))
+    expired = make_request(env.service, x[2], deadline_ms=-10)
+    other_model = make_request(env.service, x[3], target="tree@1")
+    this_model = make_request(env.service, x[4], target="lr@1")
+    wrong_version = make_request(env.service, x[5], target="lr@7")
+    bad_input = make_request(env.service, x[6])
+    bad_input = dataclasses.replace(
+        bad_input, inputs=(Tensor("input", "FP32", (1, 2), (1.0, 2.0)),)
+    )
+    requests = [ok, two_rows, expired, other_model, this_model, wrong_version, bad_input]
+    send(env.backplane, env.service, requests)
+    env.backplane.produce(
+        ServiceTopics(env.service).requests, [OutRecord(b"{not json", key=b"junk")]
+    )
+    answered = {r.id for r in requests} - {other_model.id}
+    got = watcher.wait_scores(answered, 1, timeout=20)
+
+    def wait_dead() -> bool:
+        watcher.drain()
+        return bool(watcher.dead_letters)
+
+    wait_until(wait_dead, 10, "the dead letter")
+    assert all(len(got[i]) == 1 for i in answered)
+    assert got[ok.id][0].ok and got[this_model.id][0].ok
+    assert (got[ok.id][0].model, got[ok.id][0].version, got[ok.id][0].role) == ("lr", 1, "champion")
+    assert got[expired.id][0].error.startswith("expired")  # type: ignore[union-attr]
+    assert "lr@7 is not serving" in (got[wrong_version.id][0].error or "")
+    assert "invalid input" in (got[bad_input.id][0].error or "")
+    assert other_model.id not in got
+    (dead,) = watcher.dead_letters
+    assert dead["x-source-topic"] == ServiceTopics(env.service).requests.encode()
+    assert b"not valid JSON" in dead["x-reason"]
+    assert got[two_rows.id][0].outputs[0].shape == (2,)  # type: ignore[index]
+    # Offsets are committed for everything read, the junk record included.
+    requests_topic = ServiceTopics(env.service).requests
+
+    def no_lag() -> bool:
+        groups = env.backplane.describe_topic(requests_topic).groups
+        return [(g.group, g.total_lag) for g in groups] == [("svc.scorer.lr", 0)]
+
+    wait_until(no_lag, 10, "the scorer's group to commit everything")
+    assert scorer_group(env.service, "lr") == "svc.scorer.lr"
+
+
+def test_batches_use_one_runtime_call_and_scores_carry_the_batch_size(
+    memory_env: Env, onnx_models: Models, running: tuple[Scorer, Watcher]
+) -> None:
+    env, (scorer, watcher) = memory_env, running
+    reqs = [make_request(env.service, row) for row in onnx_models.x[:40]]
+    send(env.backplane, env.service, reqs)
+    got = watcher.wait_scores({r.id for r in reqs}, 1, timeout=20)
+    sizes = [got[r.id][0].batch_size for r in reqs]
+    assert max(sizes) > 1 and max(sizes) <= CONFIG.max_batch
+    want = onnx_models.expected(onnx_models.lr[0], np.stack(onnx_models.x[:40]))
+    for i, r in enumerate(reqs):
+        outputs = got[r.id][0].outputs
+        assert outputs is not None
+        proba = next(t for t in outputs if t.name == "probabilities")
+        np.testing.assert_allclose(proba.data, want[i], atol=1e-5)
+    (stats,) = scorer.stats()
+    assert stats.ref == ModelRef("lr", 1) and stats.invocations == 40 and stats.errors == 0
+    assert 0 < stats.latency_min <= stats.latency_p50 <= stats.latency_p99 <= stats.latency_max
+
+
+def test_a_promotion_changes_the_role_without_a_reload(
+    memory_env: Env, onnx_models: Models
+) -> None:
+    env = memory_env
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.publish(env.service, "tree", onnx_models.tree, format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 1), challengers=[ModelRef("tree", 1)])
+    watcher = Watcher(env.backplane, env.service)
+    with ScorerPool(env.backplane, env.settings, env.service, config=CONFIG) as pool:
+        assert pool.wait_for({"lr", "tree"}, 20)
+        env.registry.promote(env.service, ModelRef("tree", 1))
+        watcher.wait_event("role_changed", 1, timeout=10, model="tree")
+        req = make_request(env.service, onnx_models.x[0])
+        send(env.backplane, env.service, [req])
+        roles = {s.model: s.role for s in watcher.wait_scores({req.id}, 2, 20)[req.id]}
+        assert roles == {"tree": "champion", "lr": "challenger"}
+        # Taking a name out of the deployment stops its scorer.
+        env.registry.deploy(env.service, ModelRef("tree", 1))
+        wait_until(lambda: set(pool.scorers) == {"tree"}, 10, "the lr scorer to stop")
+        assert [e.event for e in watcher.events if e.model == "tree"].count("swapped") == 1
+    watcher.close()
