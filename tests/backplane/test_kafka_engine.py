@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from confluent_kafka import Producer
 
 from modelstream.backplane.kafka.engine import KafkaBackplane
 from modelstream.backplane.partitioner import partition_for
-from modelstream.backplane.records import OutRecord
+from modelstream.backplane.records import Delivered, OutRecord
 from modelstream.errors import BackplaneUnavailable
 from modelstream.settings import Settings
 from modelstream.testing.broker import free_port
@@ -68,5 +69,57 @@ def test_end_offsets_are_true_after_multi_record_batches(kafka_broker: str) -> N
         backplane.produce(name, [OutRecord(b"%d" % i) for i in range(5)])
         (partition,) = backplane.describe_topic(name).partitions
         assert (partition.start, partition.end) == (0, 30)
+    finally:
+        backplane.close()
+
+
+def _mixed_batch(tag: str, count: int) -> list[OutRecord]:
+    """Keyed, unkeyed, explicitly placed and headed records, interleaved."""
+    records: list[OutRecord] = []
+    for i in range(count):
+        value = f"{tag}-{i}".encode()
+        if i % 4 == 0:
+            records.append(OutRecord(value, key=f"k{i}".encode()))
+        elif i % 4 == 1:
+            records.append(OutRecord(value))
+        elif i % 4 == 2:
+            records.append(OutRecord(value, partition=i % 3))
+        else:
+            records.append(OutRecord(value, key=b"same", headers=(("n", b"%d" % i),)))
+    return records
+
+
+def test_each_delivery_names_where_its_own_record_is(kafka_broker: str) -> None:
+    # Delivery reports come back per partition; every one must be matched to its record,
+    # also while other threads produce to the same partitions through the same producer.
+    backplane = KafkaBackplane(kafka_broker, _settings(kafka_broker))
+    try:
+        name = unique("matched")
+        backplane.create_topic(name, 3)
+        batches = {tag: _mixed_batch(tag, 400) for tag in ("a", "b", "c")}
+        delivered: dict[str, list[Delivered]] = {}
+
+        def produce(tag: str) -> None:
+            delivered[tag] = backplane.produce(name, batches[tag])
+
+        threads = [threading.Thread(target=produce, args=(tag,)) for tag in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        consumer = backplane.consumer([name])
+        try:
+            stored = {(r.partition, r.offset): r.value for r in collect(consumer, 1200)}
+        finally:
+            consumer.close()
+        assert len(stored) == 1200
+        for tag, records in batches.items():
+            assert len(delivered[tag]) == len(records)
+            for out, where in zip(records, delivered[tag], strict=True):
+                assert stored[where.partition, where.offset] == out.value
+                if out.partition is not None:
+                    assert where.partition == out.partition
+                elif out.key is not None:
+                    assert where.partition == partition_for(out.key, 3)
     finally:
         backplane.close()

@@ -1,4 +1,12 @@
-"""``modelstream demo`` end to end, as the README's first command runs it."""
+"""``modelstream demo`` end to end, as the README's first command runs it (CI's 20 s form).
+
+At 20 s on two shared cores the story is compressed (the drift comes at 40%): the test
+checks what a user would see in that time -- requests served over HTTP with features
+per truck, the drift, the monitor's alert, nothing lost, a summary with the quality
+before and after the drift and the late-data count. Retraining and promotion with
+significance need more labelled traffic than 20 s gives on a busy machine; the default
+two-minute run shows them.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +18,15 @@ from pathlib import Path
 import pytest
 
 
+def _row(out: str, name: str) -> str:
+    found = re.search(rf"{re.escape(name)}\s+│\s+([^│]+)│", out)
+    assert found, f"no {name!r} row in:\n{out}"
+    return found.group(1).strip()
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_demo_serves_swaps_under_load_and_loses_nothing(tmp_path: Path) -> None:
+def test_the_short_demo_tells_the_story_and_loses_nothing(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -21,26 +35,31 @@ def test_demo_serves_swaps_under_load_and_loses_nothing(tmp_path: Path) -> None:
             "--backplane",
             f"sqlite:///{tmp_path}/bp",
             "demo",
+            "--no-browser",
             "--duration",
-            "6",
-            "--rate",
-            "40",
-            "--deadline-ms",
-            "200",
+            "20",
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=180,
         check=False,
         env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
     )
     out = done.stdout
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, out + done.stderr
     assert "Traceback" not in done.stderr
-    sent = int(re.search(r"requests sent\s+│\s+(\d+)", out).group(1))  # type: ignore[union-attr]
-    lost = int(re.search(r"lost\s+│\s+(\d+)", out).group(1))  # type: ignore[union-attr]
-    assert sent >= 200
-    assert lost == 0
-    # The champion was retrained and swapped in while traffic flowed: both versions answered.
-    assert re.search(r"answers by gbm@1\s+│\s+[1-9]", out), out
-    assert re.search(r"answers by gbm@2\s+│\s+[1-9]", out), out
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/", out), out
+    # The story's milestones, in order, as one line each when stdout is not a terminal.
+    steps = [m.group(1) for m in re.finditer(r"^\s*[\d.]+s (\w+): ", out, re.MULTILINE)]
+    for milestone in ("served", "drifted", "alerted"):
+        assert milestone in steps, out
+    assert steps.index("served") < steps.index("drifted") < steps.index("alerted")
+    assert "failures are now preceded by rising vibration" in out
+    # The summary: everything sent got an HTTP answer; the fleet's late data was counted.
+    assert int(_row(out, "requests sent")) >= 200
+    assert _row(out, "lost") == "0"
+    assert int(_row(out, "answers by gbm@1")) > 0
+    events, late = (int(x) for x in _row(out, "sensor events / late (side stream)").split("/"))
+    assert events > 0 and late > 0
+    before = _row(out, "accuracy before the drift")
+    assert re.match(r"0\.\d{3} \(\d+ labelled answers\)", before), before

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import onnx
 import orjson
+from onnx import TensorProto, helper
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, Record
@@ -57,3 +59,17 @@ def enriched(backplane: Backplane, topic: str) -> dict[str, list[dict[str, Any]]
         req = decode_request(record.value)
         out.setdefault(req.id, []).append(dict(req.features or {}))
     return out
+
+
+def echo_model(width: int) -> bytes:
+    """A real ONNX model that returns its ``features`` input (``[-1, width]``) as ``echo``."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["features"], ["echo"])],
+        "echo",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", width])],
+        [helper.make_tensor_value_info("echo", TensorProto.FLOAT, ["n", width])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

@@ -8,10 +8,8 @@ from typing import Any
 
 from modelstream.features.aggregates import (
     Count,
-    Distinct,
     Ewma,
     First,
-    Lag,
     Last,
     Max,
     Mean,
@@ -21,6 +19,7 @@ from modelstream.features.aggregates import (
     Sum,
 )
 from modelstream.features.definitions import Feature, FeatureSet, Hopping, Session, Tumbling
+from modelstream.features.sketches import Distinct, Lag
 
 NAN = math.nan
 AGGS = [

@@ -14,8 +14,9 @@ from modelstream.backplane.factory import open_backplane
 from modelstream.cli.app import app
 from modelstream.errors import ConfigurationError, FeatureError
 from modelstream.features import offline
-from modelstream.features.aggregates import Ewma, Lag, Mean
+from modelstream.features.aggregates import Ewma, Mean
 from modelstream.features.definitions import Feature, FeatureSet, Hopping, Tumbling
+from modelstream.features.sketches import Lag
 from modelstream.features.spec import feature_set_from_yaml, import_feature_set, load_feature_set
 from modelstream.settings import Settings
 from tests.features.helpers import event, request, truck_features

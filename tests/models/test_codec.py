@@ -140,7 +140,7 @@ def test_deployment_round_trip_keeps_every_field() -> None:
             {
                 "models": (
                     LiveModel(ModelRef("a", 1), Role.CHAMPION),
-                    LiveModel(ModelRef("a", 2), Role.CHALLENGER),
+                    LiveModel(ModelRef("a", 1), Role.CHALLENGER),
                 )
             },
             "live once",

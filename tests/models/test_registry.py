@@ -100,14 +100,30 @@ def test_deploy_promote_rollback_and_history(
     assert registry.deployment("svc").policy == policy
 
 
-def test_promote_a_new_version_of_the_champion_replaces_it(
+def test_promote_a_new_version_of_the_champion_keeps_the_old_one_as_challenger(
     registry: Registry, published: Callable[[str], str]
 ) -> None:
     old = published("gbm")
     registry.deploy("svc", R(old))
     new = published("gbm")
-    registry.promote("svc", R(new))
-    assert roles(registry) == {new: Role.CHAMPION}
+    promoted = registry.promote("svc", R(new))
+    assert roles(registry) == {new: Role.CHAMPION, old: Role.CHALLENGER}
+    assert promoted.reason == f"promote {new} over {old}"
+    assert promoted.lanes() == {
+        "gbm": promoted.live_ref(new),
+        old: promoted.live_ref(old),
+    }
+
+
+def test_two_versions_of_a_name_may_be_live_but_one_version_only_once(
+    registry: Registry, published: Callable[[str], str]
+) -> None:
+    one, two = published("gbm"), published("gbm")
+    both = registry.deploy("svc", R(one), [R(two)])
+    assert roles(registry) == {one: Role.CHAMPION, two: Role.CHALLENGER}
+    assert both.preference_order() == (one, two)
+    with pytest.raises(ConfigurationError, match=f"{one} more than once"):
+        registry.deploy("svc", R(one), [R(one)])
 
 
 def test_rollback_needs_an_earlier_champion(

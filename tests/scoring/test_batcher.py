@@ -39,7 +39,7 @@ def test_single_input_under_another_name_and_features() -> None:
         "f", "svc", 0, 1, (Tensor("other", "FP32", (0,), ()),), features=features
     )
     arrays = request_arrays(req, schema)
-    assert arrays["features"].tolist() == [[2.0, 1.0]]  # the featurizer's key order
+    assert arrays["features"].tolist() == [[1.0, 2.0]]  # sorted by feature name
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,10 @@ Contract:
   some rows twice; readers deduplicate (see :mod:`.layout`).
 * A record that cannot be decoded goes to ``<service>.dead-letter`` with the reason, and
   its offset is committed with the rest.
+* :meth:`Archiver.run` outlives a backplane that goes away: on ``BackplaneUnavailable``
+  (or another ``BackplaneError``, such as a commit refused after a rebalance) it waits
+  with a growing backoff and goes on; a commit that failed is retried with the next
+  flush (the rows are already durable, so nothing is lost meanwhile).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from modelstream.archive.layout import partition_dir, write_part
 from modelstream.archive.rows import to_row
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import Record, TopicPartition, now_ms
-from modelstream.errors import ConfigurationError, DecodeError
+from modelstream.errors import BackplaneError, ConfigurationError, ConsumerClosed, DecodeError
 from modelstream.wire.deadletter import send_to_dead_letter
 from modelstream.wire.topics import ServiceTopics
 
@@ -108,8 +112,17 @@ class Archiver:
     def step(self, timeout: float = 0.5, max_records: int = 1000) -> int:
         """Poll once, buffer what came, flush if due; return the records consumed."""
         records = self._consumer.poll(max_records=max_records, timeout=timeout)
-        for record in records:
-            self._take(record)
+        for i, record in enumerate(records):
+            try:
+                self._take(record)
+            except BackplaneError:
+                # A dead-letter write failed: read this record and the rest again later.
+                firsts: dict[TopicPartition, int] = {}
+                for left in records[i:]:
+                    firsts.setdefault(left.topic_partition, left.offset)
+                for tp, offset in firsts.items():
+                    self._consumer.seek(tp, offset)
+                raise
         if self._due():
             self.flush()
         return len(records)
@@ -165,15 +178,33 @@ class Archiver:
         assigned = self._consumer.assignment()
         mine = {tp: off for tp, off in offsets.items() if tp in assigned}
         if mine:
-            self._consumer.commit(mine)
+            try:
+                self._consumer.commit(mine)
+            except BackplaneError:
+                # The rows are durable; commit their offsets with the next flush instead.
+                for tp, offset in mine.items():
+                    self._pending[tp] = max(self._pending.get(tp, 0), offset)
+                raise
         return self._rows_written - before
 
     def run(self, stop: threading.Event | None = None, poll_timeout: float = 0.5) -> None:
         """Archive until ``stop`` is set (or Ctrl-C); flush and leave the group on exit."""
         stop = stop or threading.Event()
+        backoff = 0.2
         try:
             while not stop.is_set():
-                self.step(timeout=poll_timeout)
+                try:
+                    self.step(timeout=poll_timeout)
+                except BackplaneError as exc:
+                    if isinstance(exc, ConsumerClosed):
+                        raise
+                    log.warning(
+                        "archiver of %s: %s; retrying in %.1f s", self.service, exc, backoff
+                    )
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                else:
+                    backoff = 0.2
         finally:
             self.close()
 

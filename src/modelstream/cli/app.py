@@ -7,7 +7,9 @@ a single command. Every command is decorated with :func:`modelstream.cli.errors.
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import typer
 from pydantic import ValidationError
@@ -17,13 +19,16 @@ from modelstream.cli import (
     compare,
     demo,
     deploy,
+    experiments,
     features,
     keys,
     models,
+    monitor,
     serve,
     stats,
     stream,
     topics,
+    train,
 )
 from modelstream.cli.context import CliState
 from modelstream.cli.errors import explain
@@ -65,17 +70,30 @@ app.command("consume")(stream.consume)
 app.add_typer(archive.app, name="archive")
 app.command("replay")(archive.replay_command)
 app.command("compare")(compare.compare_command)
+app.command("monitor")(monitor.monitor_command)
 app.command("serve")(serve.serve_command)
 app.command("run")(serve.run_command)
 app.add_typer(models.app, name="models")
 models.app.command("stats")(stats.stats_command)
 app.add_typer(keys.app, name="keys")
 deploy.register(app)
+experiments.register(app)
+app.command("train")(train.train_command)
 app.command("demo")(demo.demo_command)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point; a last net so no ModelstreamError shows a traceback."""
+    """Console-script entry point; a last net so no ModelstreamError shows a traceback.
+
+    SIGTERM (what process supervisors send) stops a long-running command the way Ctrl-C
+    does, so every role shuts down cleanly under systemd, Kubernetes or a test harness.
+    Commands that install their own handlers (``serve``, ``run``) override this one.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except ModelstreamError as exc:

@@ -11,6 +11,7 @@ import typer
 from modelstream.cli.context import backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ServiceNotFound
+from modelstream.features.spec import feature_set_ref
 from modelstream.models.deployment import Deployment, Policy, PolicyKind
 from modelstream.models.integrity import read_public_key
 from modelstream.models.refs import ModelRef
@@ -22,7 +23,7 @@ def _report(d: Deployment) -> None:
     live = ", ".join(f"{m.ref} ({m.role.value})" for m in d.models)
     print(
         f"{d.service} revision {d.revision}: {live}; policy {d.policy.kind.value}, "
-        f"deadline {d.deadline_ms} ms"
+        f"deadline {d.deadline_ms} ms" + (f"; features {d.feature_set}" if d.feature_set else "")
     )
 
 
@@ -60,10 +61,20 @@ def deploy(
     trust_key: Annotated[
         list[Path] | None, typer.Option("--trust-key", help="A .pub file to trust.")
     ] = None,
+    feature_set: Annotated[
+        str | None,
+        typer.Option(
+            "--feature-set",
+            help="package.module:ATTRIBUTE or a feature-set YAML file: requests then go "
+            "through the featurizer ('' removes it).",
+        ),
+    ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the history).")] = "",
 ) -> None:
     """Write a deployment: which versions are live, in which roles."""
     trusted = dict(read_public_key(p) for p in trust_key) if trust_key else None
+    if feature_set:
+        feature_set = feature_set_ref(feature_set)  # refuse what the featurizer cannot load
     with backplane_of(ctx) as backplane:
         registry = Registry(backplane, settings_of(ctx))
         if trusted is not None and service in registry.services():
@@ -83,6 +94,7 @@ def deploy(
             require_signature=require_signature,
             trusted_keys=trusted,
             allow_python=allow_python,
+            feature_set=feature_set,
         )
     _report(d)
 

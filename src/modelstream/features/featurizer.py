@@ -72,7 +72,7 @@ class Featurizer:
         self._bp = backplane
         self._settings = settings
         self._topics = ServiceTopics(service)
-        self._events = rec.events_topic(service)
+        self._events = self._topics.events
         self.feature_set = feature_set
         self._clock = clock
         self._store = store
@@ -82,7 +82,7 @@ class Featurizer:
         self.engine = FeatureEngine(feature_set)
         self._decoder = rec.EventDecoder(feature_set)
         self._checkpointer = Checkpointer(
-            backplane, rec.changelog_topic(service), store, self.engine
+            backplane, self._topics.features_changelog, store, self.engine
         )
         self._consumer: Consumer | None = None
         self._next: dict[int, int] = {}  # partition -> next offset to apply
@@ -115,8 +115,20 @@ class Featurizer:
             try:
                 self.run_once(timeout=0.1)
             except Exception:  # a role keeps running; the error is logged with its cause
-                log.exception("featurizer step failed; retrying")
+                log.exception("featurizer step failed; retrying from the last checkpoint")
+                # The step may have applied records whose outputs were never produced
+                # (a broker gone away): resume every partition from its checkpoint.
+                self.rewind()
                 self._stop.wait(1.0)
+
+    def rewind(self) -> None:
+        """Forget every partition's progress since its last checkpoint: the next step
+        restores each from it and reads on from its offset (outputs since then come
+        again, identical; consumers dedupe them, see the module docstring)."""
+        for p in list(self._next):
+            self.engine.drop(p)
+        for table in (self._next, self._since, self._seen):
+            table.clear()
 
     # -- one step -----------------------------------------------------------------------
 
@@ -189,7 +201,7 @@ class Featurizer:
     ) -> None:
         results = [rec.result_record(r) for r in self.engine.drain()]
         for topic, out in (
-            (rec.features_topic(self._topics.service), results),
+            (self._topics.features, results),
             (self._topics.late, late),
             (self._topics.requests, requests),
             (self._topics.dead_letter, dead),

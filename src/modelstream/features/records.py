@@ -37,10 +37,12 @@ import orjson
 
 from modelstream.backplane.records import OutRecord, Record
 from modelstream.errors import DecodeError
-from modelstream.features.aggregates import Distinct
 from modelstream.features.definitions import FeatureSet
 from modelstream.features.plan import WindowResult, nan_to_none
+from modelstream.features.sketches import Distinct
+from modelstream.wire.codec import MAX_RECORD_BYTES
 from modelstream.wire.requests import InferenceRequest
+from modelstream.wire.topics import ServiceTopics
 
 KIND_HEADER = "x-modelstream-kind"
 REQUEST_KIND = b"request"
@@ -49,15 +51,15 @@ REASON_HEADER = "x-reason"
 
 
 def events_topic(service: str) -> str:
-    return f"{service}.events"
+    return ServiceTopics(service).events
 
 
 def features_topic(service: str) -> str:
-    return f"{service}.features"
+    return ServiceTopics(service).features
 
 
 def changelog_topic(service: str) -> str:
-    return f"{service}.features-changelog"
+    return ServiceTopics(service).features_changelog
 
 
 def request_record(request: InferenceRequest) -> OutRecord:
@@ -113,6 +115,11 @@ class EventDecoder:
         self._fields = tuple((name, name in numeric) for name in feature_set.fields)
 
     def decode(self, record: Record) -> tuple[str, int, dict[str, Any]]:
+        if len(record.value) > MAX_RECORD_BYTES:
+            # The same bound as every other topic's records: not parsed, dead-lettered.
+            raise DecodeError(
+                f"event record of {len(record.value)} bytes exceeds {MAX_RECORD_BYTES} bytes"
+            )
         try:
             obj = orjson.loads(record.value)
         except orjson.JSONDecodeError as exc:

@@ -24,6 +24,7 @@ of :mod:`modelstream.features.definitions`. Errors raise ``ConfigurationError``.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelstream.errors import ConfigurationError, FeatureError
-from modelstream.features.aggregates import KINDS, Aggregate
+from modelstream.features.aggregates import (
+    Aggregate,
+    Count,
+    Ewma,
+    First,
+    Last,
+    Max,
+    Mean,
+    Min,
+    Slope,
+    Std,
+    Sum,
+)
 from modelstream.features.definitions import (
     Feature,
     FeatureSet,
@@ -40,6 +53,13 @@ from modelstream.features.definitions import (
     Tumbling,
     Window,
 )
+from modelstream.features.sketches import Distinct, Lag
+
+# The aggregate names the YAML accepts (``agg: mean``, ``agg: {lag: {n: 2}}``).
+KINDS: dict[str, type[Aggregate]] = {
+    cls.kind: cls
+    for cls in (Count, Sum, Mean, Min, Max, Std, First, Last, Ewma, Slope, Distinct, Lag)
+}
 
 
 class _Edge(BaseModel):
@@ -144,6 +164,36 @@ def feature_set_from_yaml(value: Any) -> FeatureSet:
         )
     except FeatureError as exc:
         raise ConfigurationError(str(exc)) from None
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def is_import_path(ref: str) -> bool:
+    """Whether ``ref`` reads as ``package.module:ATTRIBUTE`` (else it is a file path)."""
+    return bool(_IMPORT_PATH.match(ref))
+
+
+def feature_set_ref(ref: str, base: Path = Path()) -> str:
+    """``ref`` as a deployment stores it: an import path as it is, a file path absolute.
+
+    Raises ``ConfigurationError`` when the feature set cannot be loaded, so a bad
+    reference is refused when it is deployed rather than when the featurizer starts.
+    """
+    ref = ref.strip()
+    if not ref:
+        raise ConfigurationError("a feature set reference must not be empty")
+    if not is_import_path(ref):
+        ref = str((base / ref).resolve())
+    resolve_feature_set(ref)
+    return ref
+
+
+def resolve_feature_set(ref: str) -> FeatureSet:
+    """The feature set a deployment's ``feature_set`` names (see :func:`feature_set_ref`)."""
+    if is_import_path(ref):
+        return import_feature_set(ref)
+    return load_feature_set(Path(ref))
 
 
 def load_feature_set(path: Path) -> FeatureSet:

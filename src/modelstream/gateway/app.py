@@ -6,12 +6,14 @@ and stops it on shutdown, so running the app under any ASGI server is enough.
 
 Other endpoints::
 
+    GET /               the web dashboard (gateway/dashboard.py; its JSON under /api/v1)
     GET /metrics        Prometheus text format (names prefixed ``modelstream_``)
     GET /openapi.json   the OpenAPI 3 document of every endpoint (gateway/openapi.yaml)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from functools import cache
@@ -26,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelstream.gateway.dashboard import Dashboard
 from modelstream.gateway.dataplane import DataPlane
 from modelstream.gateway.errors import guarded, http_exception
 from modelstream.gateway.http import json_response
@@ -55,6 +58,7 @@ def build_app(
     scores topic.
     """
     eager = tuple(services)
+    dashboard = Dashboard(plane, stats)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -62,6 +66,7 @@ def build_app(
         try:
             yield
         finally:
+            await asyncio.to_thread(dashboard.stop)
             await plane.stop()
 
     @guarded
@@ -77,6 +82,7 @@ def build_app(
         *admin_routes(plane, plane.settings.api_token, stats),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *dashboard.routes(plane.settings.api_token),
     ]
     app = Starlette(
         routes=routes,
@@ -84,4 +90,5 @@ def build_app(
         exception_handlers={HTTPException: http_exception},
     )
     app.state.plane = plane
+    app.state.dashboard = dashboard  # Serving adds its monitors: dashboard.watch(...)
     return app

@@ -23,6 +23,13 @@ Contracts:
   sets the request's ``target`` so that only that model version answers, bypassing the
   rendezvous' choice. The version must be live in the deployment (``NotReady`` if it is
   published but not live, ``ModelNotFound`` if it does not exist).
+* **Features.** For a service whose deployment names a ``feature_set``, the request is
+  produced onto ``<service>.events`` by
+  :func:`~modelstream.features.records.request_record` (keyed by its entity), not onto
+  ``<service>.requests``: the featurizer fills in the entity's features as of the
+  request's event time and forwards it to ``<service>.requests``. Such a request must
+  name its entity (``parameters.entity``, else ``InvalidRequest``), and the model input
+  named ``features`` is the featurizer's to fill, so the client does not send it.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ from typing import Any
 from modelstream import __version__
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, now_ms
-from modelstream.errors import DeadlineExceeded, NotReady
+from modelstream.errors import DeadlineExceeded, InvalidRequest, NotReady
+from modelstream.features.records import request_record
 from modelstream.gateway.catalog import Catalog, ServiceView
 from modelstream.gateway.metrics import GatewayMetrics
 from modelstream.gateway.ports import RegistryPort
@@ -45,6 +53,7 @@ from modelstream.gateway.streams import BatchProducer, ReplyListener, fail_futur
 from modelstream.gateway.translate import check_inputs, parse_infer, parse_version, schema_metadata
 from modelstream.models.refs import ModelRef
 from modelstream.models.schema import ModelSchema
+from modelstream.scoring.batcher import FEATURES_INPUT
 from modelstream.settings import Settings
 from modelstream.wire.requests import InferenceRequest
 from modelstream.wire.results import Result
@@ -55,6 +64,12 @@ log = logging.getLogger(__name__)
 PLATFORMS = {"onnx": "onnxruntime_onnx", "river": "river", "skops": "sklearn_skops"}
 SERVER_NAME = "modelstream"
 EXTENSIONS = ("model_repository", "statistics", "deadlines", "rendezvous")
+
+
+def without_features_input(schema: ModelSchema) -> ModelSchema:
+    """``schema`` less its ``features`` input, which the featurizer fills in."""
+    inputs = tuple(s for s in schema.inputs if s.name != FEATURES_INPUT)
+    return schema if len(inputs) == len(schema.inputs) else ModelSchema(inputs, schema.outputs)
 
 
 class DataPlane:
@@ -159,6 +174,14 @@ class DataPlane:
             raise NotReady(f"service {service!r} has no champion; deploy one")
         else:
             schema = view.champion_schema
+        featurized = view.deployment.feature_set is not None
+        if featurized:
+            if call.entity is None:
+                raise InvalidRequest(
+                    f"service {service!r} computes features per entity: pass "
+                    "parameters.entity (the entity key the request is about)"
+                )
+            schema = without_features_input(schema)
         check_inputs(call.inputs, schema)
         listener = await self._listener(service)
         now = now_ms()
@@ -182,8 +205,11 @@ class DataPlane:
             loop.call_soon_threadsafe(fail_future, future, exc)
 
         try:
-            record = OutRecord(request.encode(), request.key, timestamp=now)
-            self._producer.submit(topics.requests, record, failed)
+            if featurized:
+                self._producer.submit(topics.events, request_record(request), failed)
+            else:
+                record = OutRecord(request.encode(), request.key, timestamp=now)
+                self._producer.submit(topics.requests, record, failed)
             wait_s = (request.deadline + self._grace_ms - now_ms()) / 1000
             try:
                 async with asyncio.timeout(wait_s):
@@ -201,8 +227,7 @@ class DataPlane:
     async def _live_version(self, service: str, view: ServiceView, version: str) -> ModelRef:
         ref = parse_version(version, view.deployment)
         await self.catalog.schema(service, ref)  # ModelNotFound when never published
-        live = view.deployment.live(ref.name)
-        if live is None or live.ref != ref:
+        if view.deployment.live_ref(ref) is None:
             raise NotReady(
                 f"model {ref} of service {service!r} is published but not live, so no "
                 "scorer answers it; deploy it (e.g. as a shadow) first"

@@ -1,14 +1,23 @@
-"""Every role of some services in one process: gateway, rendezvous and scorers.
+"""Every role of some services in one process: gateway, featurizers, rendezvous, scorers,
+monitor, archiver, and optionally the trainer and automatic promotion (the loop).
 
 What ``modelstream serve`` runs (the embedded default), and what ``modelstream run
 ROLE`` runs one role of (so on Kafka each role can be a process of its own). The roles
 still talk only through the backplane; sharing a process only saves hops between
 processes, and lets the gateway show the scorers' in-process statistics.
 
-Lifecycle: :meth:`Serving.start` starts the rendezvous and scorer pool of each service
-(pools wait for their models to load) before the gateway accepts requests;
+Lifecycle: :meth:`Serving.start` starts the monitor and archiver of each service, the
+rendezvous and scorer pool of each service (pools wait for their models to load), and
+the featurizer of each service whose deployment names a feature set, then the trainers
+and the promoter (:mod:`.loop`), before the gateway accepts requests;
 :meth:`Serving.stop` stops the gateway first (in-flight requests are answered), then the
-rendezvous (committing what it answered) and the scorers.
+trainers and the promoter, the featurizers (checkpointing), the rendezvous (committing
+what it answered), the scorers, the monitors, and last the archivers (flushing).
+
+The loop's settings are one :class:`~.loop.LoopConfig` (``loop=``): archive flush
+period, monitor thresholds, the training function and its triggers, auto-promotion.
+The archiver writes under ``settings.archive_root()``, where the trainer and the
+promoter read.
 """
 
 from __future__ import annotations
@@ -21,13 +30,20 @@ from collections.abc import Sequence
 
 from modelstream.backplane.port import Backplane
 from modelstream.errors import ConfigurationError, ServiceNotFound
+from modelstream.features.role import featurizer_roles
+from modelstream.gateway.loop import ArchiverThread, LoopConfig, Promoter, TrainerThread
+from modelstream.gateway.metrics import GatewayMetrics
 from modelstream.gateway.server import GatewayServer, build_gateway, default_gateway_id
+from modelstream.models.deployment import Deployment
 from modelstream.models.registry import Registry
+from modelstream.monitoring.monitor import Monitor
+from modelstream.monitoring.quality import MonitorQuality
 from modelstream.rendezvous.server import Rendezvous
 from modelstream.scoring.pool import ScorerPool
 from modelstream.scoring.scorer import Scorer
 from modelstream.scoring.stats import VersionStats
 from modelstream.settings import Settings
+from modelstream.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +70,12 @@ def deployed_services(registry: Registry, wanted: Sequence[str] = ()) -> list[st
 
 
 class Serving:
-    """Gateway, rendezvous and scorers of ``services`` over one backplane."""
+    """Gateway, rendezvous, scorers, monitor, archiver (and the loop) of ``services``.
+
+    Each role flag turns one role on or off (``modelstream run ROLE`` turns on one);
+    ``trainer`` runs the trainers and the promoter that ``loop`` configures (none
+    unless ``loop.train`` or ``loop.trainer`` is set, or ``loop.auto_promote``).
+    """
 
     def __init__(
         self,
@@ -67,15 +88,60 @@ class Serving:
         gateway: bool = True,
         rendezvous: bool = True,
         scorers: bool = True,
+        monitor: bool = True,
+        featurizers: bool = True,
+        archiver: bool = True,
+        trainer: bool = True,
+        loop: LoopConfig | None = None,
     ) -> None:
         self.backplane = backplane
         self.settings = settings
         self.services = list(services)
+        self.loop = loop or LoopConfig()
+        self._archiver = archiver
+        self.archivers: list[ArchiverThread] = []  # made in start(): they join a group
         self.registry = Registry(backplane, settings)
+        # One registry for the process: the monitors' metrics appear on the gateway's /metrics.
+        self.metrics = GatewayMetrics()
+        self.monitors = (
+            [
+                Monitor(
+                    backplane,
+                    settings,
+                    s,
+                    registry=self.metrics.registry,
+                    config=self.loop.monitor,
+                )
+                for s in self.services
+            ]
+            if monitor
+            else []
+        )
+        quality = MonitorQuality(self.monitors) if self.monitors else None
         self.rendezvous = (
-            [Rendezvous(backplane, settings, s) for s in self.services] if rendezvous else []
+            [Rendezvous(backplane, settings, s, quality=quality) for s in self.services]
+            if rendezvous
+            else []
         )
         self.pools = [ScorerPool(backplane, settings, s) for s in self.services] if scorers else []
+        # One featurizer per service whose deployment names a feature set.
+        self.featurizers = (
+            featurizer_roles(backplane, settings, self._deployments()) if featurizers else []
+        )
+        self.promoter = (
+            Promoter(self.registry, settings.archive_root(), self.services, self.loop)
+            if trainer and self.loop.promotes
+            else None
+        )
+        trainer_config = self.loop.trainer_config() if trainer else None
+        self.trainers = (
+            [
+                TrainerThread(Trainer(backplane, settings, s, trainer_config), self.promoter)
+                for s in self.services
+            ]
+            if trainer_config is not None
+            else []
+        )
         self.server: GatewayServer | None = None
         if gateway:
             port = settings.port if port is None else port
@@ -86,8 +152,20 @@ class Serving:
                 gateway_id=default_gateway_id(port or os.getpid()),
                 services=self.services,
                 stats=self.stats if scorers else None,
+                metrics=self.metrics,
             )
+            app.state.dashboard.watch(*self.monitors)  # quality and drift on the dashboard
             self.server = GatewayServer(app, host or settings.host, port)
+
+    def _deployments(self) -> list[Deployment]:
+        """The deployments in force of the services that have one (others are skipped)."""
+        found = []
+        for service in self.services:
+            try:
+                found.append(self.registry.deployment(service))
+            except ServiceNotFound:
+                continue
+        return found
 
     def stats(self, service: str) -> list[VersionStats]:
         """In-process statistics of the scorers of ``service``."""
@@ -95,14 +173,28 @@ class Serving:
 
     def start(self, load_timeout: float = 60.0) -> None:
         """Start the stream roles, wait (bounded) for models to load, then the gateway."""
+        if self._archiver and not self.archivers:
+            root = self.settings.archive_root()
+            flush = self.loop.archive_flush_seconds
+            self.archivers = [
+                ArchiverThread(self.backplane, s, root, flush).start() for s in self.services
+            ]
+        for m in self.monitors:
+            m.start()
+        for f in self.featurizers:
+            f.start()
         for r in self.rendezvous:
             r.start()
         for pool in self.pools:
             pool.start()
         for pool in self.pools:
-            names = {m.ref.name for m in self.registry.deployment(pool.service).models}
-            if not pool.wait_for(names, load_timeout):
+            lanes = set(self.registry.deployment(pool.service).lanes())
+            if not pool.wait_for(lanes, load_timeout):
                 log.warning("scorers of %s not all ready after %.0f s", pool.service, load_timeout)
+        for t in self.trainers:
+            t.start()
+        if self.promoter is not None:
+            self.promoter.start()
         if self.server is not None:
             self.server.start()
 
@@ -124,13 +216,24 @@ class Serving:
                 signal.signal(sig, handler)
 
     def stop(self) -> None:
-        """Stop the gateway, then the rendezvous, then the scorers (idempotent)."""
+        """Stop the gateway, the loop, featurizers, rendezvous, scorers, monitors, then
+        the archivers (idempotent)."""
         if self.server is not None:
             self.server.stop()
+        for t in self.trainers:
+            t.stop()
+        if self.promoter is not None:
+            self.promoter.stop()
+        for f in self.featurizers:
+            f.stop()
         for r in self.rendezvous:
             r.stop()
         for pool in self.pools:
             pool.stop()
+        for m in self.monitors:
+            m.stop()
+        for a in self.archivers:
+            a.stop()
 
 
 def run_scorer(backplane: Backplane, settings: Settings, service: str, model: str) -> None:

@@ -138,7 +138,8 @@ def parse_version(version: str, deployment: Deployment) -> ModelRef:
     """The model version a ``/versions/{version}`` URL names.
 
     ``name@N`` is version ``N`` of model ``name``; a bare integer ``N`` is version ``N``
-    of the champion's model. Anything else is an ``InvalidRequest``.
+    of the champion's model. Anything else is an ``InvalidRequest``. The caller checks
+    that the ref is live (``Deployment.live_ref``): several versions of one name may be.
     """
     text = version.strip()
     if text.isdigit():

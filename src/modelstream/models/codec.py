@@ -17,7 +17,6 @@ Contract:
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -125,6 +124,7 @@ class _Policy(_Wire):
     order: list[str] = []
     min_answers: Annotated[int, Field(ge=1)] = 1
     combine: Literal["vote", "mean"] = "vote"
+    split: bool = False
 
 
 class _Fallback(_Wire):
@@ -145,14 +145,15 @@ class _Deployment(_Wire):
     trusted_keys: dict[str, str] = {}
     allow_python: bool = False
     partitions: Annotated[int, Field(ge=1)] | None = None
+    feature_set: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
     def check(self) -> None:
         champions = [m for m in self.models if m.role is Role.CHAMPION]
         if len(champions) != 1:
             raise ValueError(f"a deployment needs exactly one champion, got {len(champions)}")
-        names = [m.name for m in self.models]
-        if len(set(names)) != len(names):
-            raise ValueError("each model name may be live once per deployment")
+        refs = [f"{m.name}@{m.version}" for m in self.models]
+        if len(set(refs)) != len(refs):
+            raise ValueError("each model version may be live once per deployment")
 
 
 def _reason(exc: ValidationError) -> str:
@@ -182,7 +183,7 @@ def _specs(items: list[_Tensor]) -> tuple[TensorSpec, ...]:
 def _b64decode(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters outside ASCII
         raise DecodeError(f"invalid model descriptor record: {what} is not base64") from None
 
 
@@ -270,6 +271,7 @@ def deployment_to_json(d: Deployment) -> dict[str, Any]:
             "order": list(d.policy.order),
             "min_answers": d.policy.min_answers,
             "combine": d.policy.combine,
+            "split": d.policy.split,
         },
         "deadline_ms": d.deadline_ms,
         "fallback": {
@@ -282,6 +284,7 @@ def deployment_to_json(d: Deployment) -> dict[str, Any]:
         "trusted_keys": dict(d.trusted_keys),
         "allow_python": d.allow_python,
         "partitions": d.partitions,
+        "feature_set": d.feature_set,
     }
 
 
@@ -293,7 +296,13 @@ def decode_deployment(data: bytes) -> Deployment:
         models=tuple(
             LiveModel(ModelRef(m.name, m.version), m.role, m.wait_ms, m.weight) for m in w.models
         ),
-        policy=Policy(w.policy.kind, tuple(w.policy.order), w.policy.min_answers, w.policy.combine),
+        policy=Policy(
+            w.policy.kind,
+            tuple(w.policy.order),
+            w.policy.min_answers,
+            w.policy.combine,
+            w.policy.split,
+        ),
         deadline_ms=w.deadline_ms,
         fallback=Fallback(None if w.fallback.outputs is None else tuple(w.fallback.outputs)),
         revision=w.revision,
@@ -303,6 +312,7 @@ def decode_deployment(data: bytes) -> Deployment:
         trusted_keys=dict(w.trusted_keys),
         allow_python=w.allow_python,
         partitions=w.partitions,
+        feature_set=w.feature_set,
     )
 
 

@@ -8,9 +8,11 @@ topic (:meth:`Registry.history`). Writes validate, then produce one record:
 * descriptors are immutable: publishing an existing ``name@version`` is refused;
 * every deployment change (deploy, promote, rollback, policy, apply) is a new record with
   ``revision`` one above the last and a reason, so the topic is the audit trail;
-* a deployment names each model once, names only published versions, and is checked
-  against its own trust policy (python allowed, signatures) before it is written, so a
-  bad deployment fails at the command rather than in every scorer.
+* a deployment names each model *version* once (several versions of one name may be
+  live: see :mod:`modelstream.models.deployment` for lanes), names only published
+  versions, and is checked against its own trust policy (python allowed, signatures)
+  before it is written, so a bad deployment fails at the command rather than in every
+  scorer.
 
 Both topics are created with one partition (so the history has one order) and
 ``compacted``. Concurrent writers are last-writer-wins; two publishers racing for the
@@ -229,10 +231,12 @@ class Registry:
         """Check ``deployment`` and write it as the next revision; return what was written."""
         service = deployment.service
         previous = self._current(service)
-        names = [m.ref.name for m in deployment.models]
-        if len(set(names)) != len(names):
+        refs = [str(m.ref) for m in deployment.models]
+        if len(set(refs)) != len(refs):
+            twice = sorted({r for r in refs if refs.count(r) > 1})
             raise ConfigurationError(
-                f"a model name may be live once per deployment, got {', '.join(names)}"
+                f"a model version may be live once per deployment, got {', '.join(twice)} "
+                "more than once: give each version one role"
             )
         for live in deployment.models:
             check_policy(self.descriptor(service, live.ref), deployment)
@@ -266,18 +270,21 @@ class Registry:
         trusted_keys: Mapping[str, str] | None = None,
         allow_python: bool | None = None,
         partitions: int | None = None,
+        feature_set: str | None = None,
     ) -> Deployment:
         """Write a deployment of these models; unspecified settings keep their last value.
 
-        A model live before keeps its ``wait_ms`` and ``weight``. Every ref must be
+        ``feature_set`` (a reference, see ``Deployment.feature_set``) of ``""`` removes it.
+
+        A version live before keeps its ``wait_ms`` and ``weight``; a new version of a
+        live name takes those of the name's best-role version. Every ref must be
         published (``ModelNotFound``) and allowed by the trust policy.
         """
         previous = self._current(service)
         base = previous or Deployment(service=service, models=())
-        kept = {m.ref.name: m for m in base.models}
 
         def live(ref: ModelRef, role: Role) -> LiveModel:
-            old = kept.get(ref.name)
+            old = base.live_ref(ref) or base.live(ref.name)
             return LiveModel(ref, role, old.wait_ms if old else None, old.weight if old else 1.0)
 
         models = [live(champion, Role.CHAMPION)]
@@ -293,8 +300,11 @@ class Registry:
             "trusted_keys": None if trusted_keys is None else dict(trusted_keys),
             "allow_python": allow_python,
             "partitions": partitions,
+            "feature_set": feature_set,
         }
         changes = {k: v for k, v in options.items() if v is not None}
+        if feature_set == "":
+            changes["feature_set"] = None
         return self.write_deployment(
             dataclasses.replace(base, models=tuple(models), reason=reason, **changes)
         )
@@ -302,22 +312,25 @@ class Registry:
     def promote(self, service: str, ref: ModelRef, reason: str = "") -> Deployment:
         """Make ``ref`` the champion; the old champion becomes a challenger.
 
-        When ``ref`` is a new version of the champion's own model it replaces it instead
-        (a name is live once).
+        That holds when ``ref`` is another version of the champion's own model too: both
+        stay live (the new one takes lane ``name``, the old one lane ``name@version``).
+        ``ref`` keeps its ``wait_ms`` and ``weight`` if it was live, else takes those of
+        its name's best-role version. Promoting the champion itself changes nothing but
+        the reason.
         """
         current = self.deployment(service)
         self.descriptor(service, ref)
         old = current.champion
-        entry = current.live(ref.name)
+        entry = current.live_ref(ref) or current.live(ref.name)
         new = LiveModel(
             ref, Role.CHAMPION, entry.wait_ms if entry else None, entry.weight if entry else 1.0
         )
         rest = []
         for m in current.models:
-            if m.ref.name == ref.name:
+            if m.ref == ref:
                 continue
             rest.append(dataclasses.replace(m, role=Role.CHALLENGER) if m is old else m)
-        text = reason or f"promote {ref}" + (f" over {old.ref}" if old else "")
+        text = reason or f"promote {ref}" + (f" over {old.ref}" if old and old.ref != ref else "")
         return self.write_deployment(dataclasses.replace(current, models=(new, *rest), reason=text))
 
     def rollback(self, service: str, reason: str = "") -> Deployment:

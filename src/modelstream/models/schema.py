@@ -28,10 +28,12 @@ class TensorSpec:
 
     def accepts(self, array: npt.NDArray[Any]) -> bool:
         """Whether ``array`` has this spec's rank, fixed dimensions and datatype."""
-        if array.ndim != len(self.shape):
+        have = array.shape
+        if len(have) != len(self.shape):
             return False
-        if any(d not in (-1, a) for d, a in zip(self.shape, array.shape, strict=True)):
-            return False
+        for d, a in zip(self.shape, have, strict=True):  # a loop, not any(): this is hot
+            if d not in (-1, a):
+                return False
         return datatype_of(array) == self.datatype
 
 

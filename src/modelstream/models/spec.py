@@ -16,6 +16,14 @@ Example::
         format: python
         entrypoint: modelstream.testing.models:ThresholdModel
         role: challenger
+    features: trucks.features:TRUCKS          # optional: or a feature-set YAML file
+
+``features`` names the service's feature set, as :mod:`modelstream.features.spec` reads
+it: an import path ``package.module:ATTRIBUTE`` (kept as it is), or the path of a YAML
+file holding the definitions (relative to this file; stored absolute). Definitions
+inline under ``features:`` are not accepted here: a deployment record stores a
+reference, so put them in a file of their own. With a feature set, requests go
+through the featurizer (``modelstream run featurizer``) before the scorers.
 
 Contract: applying is idempotent. A model given by ``file`` is published only if no
 version of that name already has the same sha256 (else that version is used), and the
@@ -79,6 +87,7 @@ class ServiceSpec:
     trusted_keys: Mapping[str, str] = field(default_factory=dict)
     allow_python: bool = False
     partitions: int | None = None
+    feature_set: str | None = None
 
 
 class _Edge(BaseModel):
@@ -113,6 +122,7 @@ class _SpecYaml(_Edge):
     require_signature: bool = False
     trusted_keys: list[str] | dict[str, str] = []
     allow_python: bool = False
+    features: Any = None
     models: Annotated[list[_ModelYaml], Field(min_length=1)]
 
 
@@ -161,7 +171,21 @@ def parse_spec(text: str, base: Path = Path()) -> ServiceSpec:
         trusted_keys=trusted,
         allow_python=spec.allow_python,
         partitions=spec.partitions,
+        feature_set=_feature_set(spec.features, base),
     )
+
+
+def _feature_set(raw: Any, base: Path) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ConfigurationError(
+            "spec field 'features' must be an import path (package.module:ATTRIBUTE) or "
+            "the path of a feature-set YAML file; move inline definitions into a file"
+        )
+    from modelstream.features.spec import feature_set_ref
+
+    return feature_set_ref(raw, base)
 
 
 def load_spec(path: Path) -> ServiceSpec:
@@ -219,6 +243,7 @@ def apply_spec(registry: Registry, spec: ServiceSpec) -> Deployment:
         trusted_keys=dict(spec.trusted_keys),
         allow_python=spec.allow_python,
         partitions=spec.partitions,
+        feature_set=spec.feature_set,
     )
     history = registry.history(spec.service)
     if history:

@@ -31,7 +31,7 @@ from typing import Any
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord
 from modelstream.clock import Clock
-from modelstream.errors import BackplaneError
+from modelstream.errors import BackplaneError, DecodeError
 from modelstream.wire import codec
 
 log = logging.getLogger(__name__)
@@ -82,22 +82,47 @@ class Alert:
 
 
 def decode_alert(data: bytes) -> Alert:
-    """Read an alert record back (for tests, the CLI and the dashboard)."""
+    """Read an alert record back (for tests, the CLI and the dashboard); raises
+    ``DecodeError`` (only) saying what is wrong."""
     obj = codec.loads(data, "alert")
+    kind = codec.field(obj, "kind", str, "alert")
+    if kind not in {k.value for k in AlertKind}:
+        raise DecodeError(f"alert field 'kind' must be one of {[k.value for k in AlertKind]}")
+    window = obj.get("window") or {}
+    if not isinstance(window, dict) or not all(
+        v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in window.values()
+    ):
+        raise DecodeError("alert field 'window' must be an object of integers or nulls")
     return Alert(
         service=codec.field(obj, "service", str, "alert"),
-        kind=AlertKind(codec.field(obj, "kind", str, "alert")),
+        kind=AlertKind(kind),
         model=codec.optional(obj, "model", str, "alert"),
         metric=codec.field(obj, "metric", str, "alert"),
         value=codec.number(obj, "value", "alert"),
         threshold=codec.number(obj, "threshold", "alert"),
-        window=obj.get("window") or {},
+        window=window,
         message=codec.field(obj, "message", str, "alert"),
         at=codec.field(obj, "at", int, "alert"),
     )
 
 
 Sink = Callable[[Alert], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a rule found, before debouncing turns it into an :class:`Alert` (or not)."""
+
+    kind: AlertKind
+    model: str | None
+    metric: str
+    value: float
+    threshold: float
+    message: str
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        return (self.kind.value, self.model, self.metric)
 
 
 class Alerter:
@@ -108,6 +133,7 @@ class Alerter:
         service: str,
         window: Mapping[str, int | None],
         clock: Clock,
+        *,
         realert_ms: int,
         sink: Sink,
         recent: int = 50,
@@ -122,18 +148,9 @@ class Alerter:
         self.recent: deque[Alert] = deque(maxlen=recent)
         self.count = 0
 
-    def condition(
-        self,
-        holds: bool,
-        kind: AlertKind,
-        model: str | None,
-        metric: str,
-        value: float,
-        threshold: float,
-        message: str,
-    ) -> Alert | None:
+    def condition(self, holds: bool, finding: Finding) -> Alert | None:
         """Alert on ``holds`` as the module's debouncing allows; clear it when false."""
-        key = (kind.value, model, metric)
+        key = finding.key
         if not holds:
             self._active.discard(key)
             return None
@@ -141,38 +158,25 @@ class Alerter:
         if key in self._active and now - self._last.get(key, now) < self._realert:
             return None
         self._active.add(key)
-        return self._send(key, kind, model, metric, value, threshold, message, now)
+        return self._send(finding, now)
 
-    def event(
-        self, kind: AlertKind, model: str | None, metric: str, value: float, threshold: float,
-        message: str,
-    ) -> Alert | None:  # fmt: skip
+    def event(self, finding: Finding) -> Alert | None:
         """Alert on a one-off event at most once per ``realert_ms``."""
-        key = (kind.value, model, metric)
         now = self._clock.now_ms()
-        last = self._last.get(key)
+        last = self._last.get(finding.key)
         if last is not None and now - last < self._realert:
             return None
-        return self._send(key, kind, model, metric, value, threshold, message, now)
+        return self._send(finding, now)
 
-    def _send(
-        self,
-        key: tuple[str, str | None, str],
-        kind: AlertKind,
-        model: str | None,
-        metric: str,
-        value: float,
-        threshold: float,
-        message: str,
-        now: int,
-    ) -> Alert:
-        self._last[key] = now
+    def _send(self, f: Finding, now: int) -> Alert:
+        self._last[f.key] = now
         alert = Alert(
-            self._service, kind, model, metric, value, threshold, self._window, message, now
-        )
+            self._service, f.kind, f.model, f.metric, f.value, f.threshold, self._window,
+            f.message, now,
+        )  # fmt: skip
         self.recent.append(alert)
         self.count += 1
-        log.warning("monitor alert %s: %s", kind.value, message)
+        log.warning("monitor alert %s: %s", f.kind.value, f.message)
         self._sink(alert)
         return alert
 

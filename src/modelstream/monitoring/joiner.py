@@ -93,6 +93,7 @@ class _Entry:
     label: LabelValue | None = None
     scores: dict[str, ScoreView] = field(default_factory=dict)
     answered: bool = False
+    requested: bool = False
 
     def time(self, fallback: int) -> int:
         return self.event_time if self.event_time is not None else fallback
@@ -113,6 +114,11 @@ class Joiner:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def has_request(self, request_id: str) -> bool:
+        """Whether the request itself was seen (and not yet expired)."""
+        entry = self._entries.get(request_id)
+        return entry is not None and entry.requested
+
     def _entry(self, request_id: str) -> _Entry:
         entry = self._entries.get(request_id)
         if entry is None:
@@ -126,8 +132,9 @@ class Joiner:
     def on_request(self, request: InferenceRequest) -> list[Observation]:
         self._advance(request.event_time)
         entry = self._entry(request.id)
-        if entry.event_time is not None:
+        if entry.requested:
             return []  # redelivered
+        entry.requested = True
         entry.event_time, entry.entity = request.event_time, request.entity
         if request.entity is not None:
             key = (request.entity, request.event_time)

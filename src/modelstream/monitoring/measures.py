@@ -10,7 +10,7 @@ Rules (the same as ``compare``'s, applied to a live window):
   ``roc_auc`` for two classes when both occur. Regression: ``mae`` (primary), ``rmse``.
 * The *loss* of one observation (what ADWIN watches) is 0/1 for a wrong class, the
   absolute error for a number.
-* :func:`higher_is_better_quality` turns the primary metric into "higher is better"
+* :func:`oriented` turns the primary metric into "higher is better"
   (accuracy, or ``-mae``) for the rendezvous's quality policy.
 """
 
@@ -79,7 +79,9 @@ def quality_of(pairs: Sequence[tuple[LabelValue, ScoreView]]) -> Quality | None:
     classes = sum(is_classification(label, view) for label, view in pairs)
     if classes * 2 >= len(pairs):
         return _classification(pairs)
-    numeric = [(float(label), view.prediction) for label, view in pairs if not isinstance(label, str)]
+    numeric = [
+        (float(label), view.prediction) for label, view in pairs if not isinstance(label, str)
+    ]
     y = np.array([lab for lab, pred in numeric if pred is not None], dtype=np.float64)
     p = np.array([pred for _, pred in numeric if pred is not None], dtype=np.float64)
     if len(y) == 0:
@@ -106,9 +108,9 @@ def _classification(pairs: Sequence[tuple[LabelValue, ScoreView]]) -> Quality:
     return Quality("classification", metrics, "accuracy", len(pairs))
 
 
-def higher_is_better_quality(quality: Quality) -> float:
-    """The primary metric oriented so that higher is better (``-mae`` for regressors)."""
-    return quality.value if quality.primary == "accuracy" else -quality.value
+def oriented(primary: str, value: float) -> float:
+    """A primary metric oriented so that higher is better (``-mae`` for regressors)."""
+    return value if primary == "accuracy" else -value
 
 
 def score_value(view: ScoreView) -> float | None:

@@ -73,7 +73,7 @@ def _adwin(delta: float) -> Any:
     except ImportError:  # river is an optional extra; without it ADWIN is off
         log.warning("river is not installed: ADWIN error drift is off (pip install river)")
         return None
-    return drift.ADWIN(delta=delta)
+    return drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
 
 
 class ModelTracker:
@@ -90,9 +90,7 @@ class ModelTracker:
         self.labelled: EventWindow[tuple[LabelValue, ScoreView]] = EventWindow(
             c.window_ms, c.window_count, c.max_window_items
         )
-        self._first: EarliestSample[tuple[LabelValue, ScoreView]] = EarliestSample(
-            c.reference_size
-        )
+        self._first: EarliestSample[tuple[LabelValue, ScoreView]] = EarliestSample(c.reference_size)
         self.lineage_metrics: dict[str, float] = {}
         self.scores = DriftSeries(config)
         self._adwin = _adwin(c.adwin_delta)
@@ -105,8 +103,11 @@ class ModelTracker:
         if value is not None:
             self.scores.observe(event_time, value)
 
-    def on_labelled(self, view: ScoreView, event_time: int, label: LabelValue) -> float | None:
-        """Record a labelled score; return the ADWIN estimate when error drifted *up*."""
+    def on_labelled(
+        self, view: ScoreView, event_time: int, label: LabelValue
+    ) -> tuple[float, float] | None:
+        """Record a labelled score; when ADWIN finds the loss drifted *up*, return the
+        mean loss before and after the change."""
         self.labelled.add(event_time, (label, view))
         self._first.offer(event_time, (label, view))
         value = loss(label, view)
@@ -116,7 +117,7 @@ class ModelTracker:
         self._adwin.update(value)
         if self._adwin.drift_detected and float(self._adwin.estimation) > before:
             self.error_drifts += 1
-            return float(self._adwin.estimation)
+            return before, float(self._adwin.estimation)
         return None
 
     def quality(self, watermark: int) -> Quality | None:

@@ -1,6 +1,7 @@
 """``consensus``: majority vote (classes) or mean (numbers) over at least k of n answers.
 
-``Policy.min_answers`` is k; n is the number of choosable live models. ``Policy.combine``
+``Policy.min_answers`` is k; n is the number of choosable live model versions (two
+versions of one name are two voters). ``Policy.combine``
 is ``vote`` or ``mean``:
 
 * ``vote`` compares one output tensor per answer: the one named ``label`` when the model
@@ -54,8 +55,8 @@ class ConsensusPolicy:
     def _ranked_ok(self, mailbox: Mailbox, deployment: Deployment) -> list[Answer]:
         """Ok answers of choosable live models, best-ranked first."""
         out = []
-        for name in deployment.preference_order():
-            live = deployment.live(name)
+        for ref in deployment.preference_order():
+            live = deployment.live_ref(ref)
             answer = None if live is None else mailbox.answer_for(live.ref)
             if answer is not None and answer.ok:
                 out.append(answer)

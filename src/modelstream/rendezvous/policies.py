@@ -17,14 +17,22 @@ the next call simply follows it. The contract every policy keeps:
 * :meth:`RendezvousPolicy.next_check` is the earliest time after ``now`` at which
   ``decide`` could change its mind without a new score arriving (a model's wait
   running out), or ``None``. The server also always wakes at the deadline.
+* Models are told apart by *ref* (``name@version``), never by name alone: several
+  versions of one name may be live at once, each answering for itself. Orders are
+  tuples of refs (:meth:`Deployment.preference_order`).
+* With ``Policy.split`` (A/B split), ``preference`` and ``quality`` put first, for each
+  request, the model :func:`~modelstream.models.deployment.split_choice` gives its
+  entity (the request id when it has none); when that model has not answered by its
+  wait the rest of the order answers, as in a plain preference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from modelstream.models.deployment import Deployment, LiveModel, PolicyKind
+from modelstream.models.deployment import Deployment, LiveModel, PolicyKind, split_choice
 from modelstream.models.refs import ModelRef
 from modelstream.rendezvous.mailbox import Answer, Mailbox
 from modelstream.wire.tensors import Tensor
@@ -80,7 +88,7 @@ def choosable(deployment: Deployment) -> list[LiveModel]:
     return [m for m in deployment.models if m.role.choosable]
 
 
-def all_answered(mailbox: Mailbox, models: list[LiveModel]) -> bool:
+def all_answered(mailbox: Mailbox, models: Sequence[LiveModel]) -> bool:
     """Whether every one of ``models`` has answered (ok or error): nothing more can come."""
     return all(mailbox.answer_for(m.ref) is not None for m in models)
 
@@ -88,9 +96,12 @@ def all_answered(mailbox: Mailbox, models: list[LiveModel]) -> bool:
 def ranked_preference(
     mailbox: Mailbox, deployment: Deployment, now: int, order: tuple[str, ...]
 ) -> Decision | None:
-    """The best-ranked ok answer, once every better-ranked model errored or ran out of wait."""
+    """The best-ranked ok answer, once every better-ranked model errored or ran out of wait.
+
+    ``order`` holds refs (``name@version``); refs that are not live are skipped.
+    """
     final = now >= mailbox.deadline
-    candidates = [live for name in order if (live := deployment.live(name)) is not None]
+    candidates = live_in_order(deployment, order)
     for rank, live in enumerate(candidates):
         answer = mailbox.answer_for(live.ref)
         if answer is not None and answer.ok:
@@ -106,23 +117,67 @@ def ranked_preference(
     return None
 
 
+_last_lookup: tuple[Deployment, tuple[str, ...], tuple[LiveModel, ...]] | None = None
+
+
+def live_in_order(deployment: Deployment, order: tuple[str, ...]) -> tuple[LiveModel, ...]:
+    """The live models of ``order`` (refs that are not live skipped), in that order.
+
+    Performance: every decision asks this for the same deployment object and order, so
+    the last answer is kept (a deployment is immutable; a new one is a new object).
+    """
+    global _last_lookup  # noqa: PLW0603 - a one-entry cache, replaced atomically
+    last = _last_lookup
+    if last is not None and last[0] is deployment and last[1] == order:
+        return last[2]
+    found = tuple(live for ref in order if (live := deployment.live_ref(ref)) is not None)
+    _last_lookup = (deployment, order, found)
+    return found
+
+
+def split_first(
+    order: tuple[str, ...], deployment: Deployment, mailbox: Mailbox
+) -> tuple[str, ...]:
+    """``order`` with the request's A/B split choice first (unchanged without a split)."""
+    if not deployment.policy.split:
+        return order
+    request = mailbox.request
+    chosen = split_choice(deployment, request.entity or request.id)
+    if chosen is None or chosen not in order:
+        return order
+    return (chosen, *(ref for ref in order if ref != chosen))
+
+
 class PreferencePolicy:
     """``preference``: the ordered list of the deployment, each model with its own wait."""
 
     name = PolicyKind.PREFERENCE.value
 
+    _last: tuple[Deployment, tuple[str, ...]] | None = None
+
     def order(self, deployment: Deployment) -> tuple[str, ...]:
-        return deployment.preference_order()
+        """Refs in preference order (before any A/B split)."""
+        last = self._last  # kept per deployment object: it is immutable
+        if last is not None and last[0] is deployment:
+            return last[1]
+        order = deployment.preference_order()
+        self._last = (deployment, order)
+        return order
+
+    def request_order(self, mailbox: Mailbox, deployment: Deployment) -> tuple[str, ...]:
+        """The order for this request: :meth:`order`, with its split choice first."""
+        return split_first(self.order(deployment), deployment, mailbox)
 
     def decide(self, mailbox: Mailbox, deployment: Deployment, now_ms: int) -> Decision | None:
-        return ranked_preference(mailbox, deployment, now_ms, self.order(deployment))
+        return ranked_preference(
+            mailbox, deployment, now_ms, self.request_order(mailbox, deployment)
+        )
 
     def next_check(self, mailbox: Mailbox, deployment: Deployment, now_ms: int) -> int | None:
         times = [
             mailbox.wait_until(live)
-            for name in self.order(deployment)
-            if (live := deployment.live(name)) is not None
-            and mailbox.answer_for(live.ref) is None
+            for live in live_in_order(deployment, self.request_order(mailbox, deployment))
+            if mailbox.answer_for(live.ref) is None
             and now_ms < mailbox.wait_until(live) < mailbox.deadline
         ]
         return min(times, default=None)
@@ -143,12 +198,12 @@ class QualityPolicy(PreferencePolicy):
     def order(self, deployment: Deployment) -> tuple[str, ...]:
         base = deployment.preference_order()
         scored: list[tuple[float, int, str]] = []
-        for rank, name in enumerate(base):
-            live = deployment.live(name)
+        for rank, ref in enumerate(base):
+            live = deployment.live_ref(ref)
             value = None if live is None else self.source.quality(deployment.service, live.ref)
             # Unmeasured models sort after every measured one, in preference order.
-            scored.append((-value if value is not None else float("inf"), rank, name))
-        return tuple(name for _, _, name in sorted(scored))
+            scored.append((-value if value is not None else float("inf"), rank, ref))
+        return tuple(ref for _, _, ref in sorted(scored))
 
 
 class FirstPolicy:
@@ -171,12 +226,18 @@ class FirstPolicy:
 
 
 class TargetPolicy:
-    """A request with ``target``: that model version's answer alone, ok or error."""
+    """A request with ``target``: that model version's answer alone, ok or error.
+
+    A target without a version (``gbm``) means the version in lane ``gbm`` (the name's
+    best-role live version); when the name is not live, any version's answer.
+    """
 
     name = "target"
 
     def decide(self, mailbox: Mailbox, deployment: Deployment, now_ms: int) -> Decision | None:
         target = mailbox.request.target or ""
+        if "@" not in target and (live := deployment.live(target)) is not None:
+            target = str(live.ref)
         for answer in mailbox.answers():
             if target in (answer.score.ref, answer.score.model):
                 return Decision.of(answer, "targeted request")

@@ -26,6 +26,14 @@ just after the new owner read ``results`` back); it is as narrow as the backplan
 rebalance notice, and disappears with a single member per partition.
 
 Undecodable records go to ``<service>.dead-letter`` with the reason; processing goes on.
+
+**A backplane that goes away** (``BackplaneUnavailable``: a broker down or unreachable;
+or another ``BackplaneError`` such as a commit refused after the group moved on) does
+not stop the role: the member forgets every partition it owns, as if it had just
+restarted (answers decided but not yet durable are dropped: their requests were not
+committed, so they are read again and decided again), waits with a growing backoff, and
+takes its partitions over afresh from the committed offsets, reading ``results`` back so
+nothing already answered is answered again.
 The deployment in force is read at every decision, so a policy switch applies at once.
 """
 
@@ -40,7 +48,13 @@ from collections.abc import Callable
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import OutRecord, Record, TopicPartition
 from modelstream.clock import Clock, SystemClock
-from modelstream.errors import ConfigurationError, DecodeError, ModelstreamError
+from modelstream.errors import (
+    BackplaneError,
+    ConfigurationError,
+    ConsumerClosed,
+    DecodeError,
+    ModelstreamError,
+)
 from modelstream.models.deployment import Deployment
 from modelstream.models.follower import RegistryFollower
 from modelstream.rendezvous.answered import answered_ids
@@ -56,6 +70,7 @@ from modelstream.wire.topics import ServiceTopics
 log = logging.getLogger(__name__)
 
 DeploymentSource = Callable[[], Deployment | None]
+RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # backoff after a BackplaneError
 
 
 class FollowedDeployment:
@@ -120,6 +135,7 @@ class Rendezvous:
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
         self._commit_on_stop = True
+        self._rewind = False  # after a backplane failure: re-read owned partitions
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -183,9 +199,26 @@ class Rendezvous:
     def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        backoff = RETRY_FIRST_S
         try:
             while not self._stop.is_set():
-                self._step(consumer)
+                try:
+                    self._step(consumer)
+                except BackplaneError as exc:
+                    if isinstance(exc, ConsumerClosed):
+                        raise
+                    self.stats["backplane_retries"] += 1
+                    log.warning(
+                        "rendezvous of %s: %s; retrying in %.1f s",
+                        self.topics.service,
+                        exc,
+                        backoff,
+                    )
+                    self._forget_partitions()
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX_S)
+                else:
+                    backoff = RETRY_FIRST_S
             if self._commit_on_stop:
                 self._commit(consumer)
         except (ModelstreamError, OSError) as exc:  # logged, kept for the owner to see
@@ -208,6 +241,15 @@ class Rendezvous:
             self._produce(emits)
         self._commit(consumer)
 
+    def _forget_partitions(self) -> None:
+        """Drop every owned partition's state (after a failure mid-step, records polled
+        may not have reached the book, and answers decided may not be durable): the next
+        step takes every partition over again from its committed offset."""
+        self.book.drop_partitions(self._owned)
+        self._owned = set()
+        self._committed = {}
+        self._rewind = True
+
     def _sync_assignment(self, consumer: Consumer) -> None:
         owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.topics.requests}
         gone, new = self._owned - owned, owned - self._owned
@@ -217,6 +259,8 @@ class Rendezvous:
         if new:
             tps = [TopicPartition(self.topics.requests, p) for p in new]
             committed = {tp.partition: off for tp, off in consumer.committed(tps).items()}
+            if self._rewind:
+                self._seek_committed(consumer, new)
             now = self._clock.now_ms()
             ids = answered_ids(
                 self._bp,
@@ -231,6 +275,23 @@ class Rendezvous:
                 self.book.mark_answered(rid, now)
             self.stats["rebuilt_answered"] += len(ids)
         self._owned = owned
+
+    def _seek_committed(self, consumer: Consumer, partitions: set[int]) -> None:
+        """Move ``partitions`` of requests and scores back to the group's committed offsets."""
+        tps = [
+            TopicPartition(topic, p)
+            for topic in (self.topics.requests, self.topics.scores)
+            for p in partitions
+        ]
+        assigned = consumer.assignment()
+        for tp, offset in consumer.committed(tps).items():
+            if tp not in assigned:
+                continue
+            if offset is None:
+                consumer.seek_to_beginning([tp])
+            else:
+                consumer.seek(tp, offset)
+        self._rewind = False
 
     def _handle(self, record: Record) -> list[Emit]:
         now = self._clock.now_ms()

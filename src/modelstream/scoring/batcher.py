@@ -20,7 +20,9 @@ Input mapping, per input the schema declares:
 
 1. the request input of the same name;
 2. else, for an input called ``features``, the request's ``features`` object (set by
-   the featurizer) as one row ``[1, k]`` in the order the featurizer wrote the keys;
+   the featurizer) as one row ``[1, k]`` **sorted by feature name** -- the same order as
+   the archive's ``f_<name>`` columns and the trainer's training frame, so a model is
+   served exactly the columns it was trained on (no train/serve skew from ordering);
 3. else, when the model takes exactly one input and the request carries exactly one,
    that one whatever its name.
 
@@ -85,7 +87,7 @@ def _conform(spec: TensorSpec, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 def _features_row(spec: TensorSpec, features: Mapping[str, float | None]) -> npt.NDArray[Any]:
     dtype = DATATYPES.get(spec.datatype, np.float32)
-    values = [np.nan if v is None else v for v in features.values()]
+    values = [np.nan if (v := features[k]) is None else v for k in sorted(features)]
     return np.asarray(values, dtype=dtype).reshape(1, -1)
 
 

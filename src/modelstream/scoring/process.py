@@ -48,10 +48,18 @@ class Outcome:
     skipped: int = 0  # requests targeted at another model
 
 
-def targets(request: InferenceRequest, active: ActiveModel) -> bool | str:
-    """``True`` to score, ``False`` to skip, or an error message for a wrong version."""
+def targets(
+    request: InferenceRequest, active: ActiveModel, others: frozenset[str] = frozenset()
+) -> bool | str:
+    """``True`` to score, ``False`` to skip, or an error message for a wrong version.
+
+    ``others`` are targets another lane of the same name answers (its ``name@version``,
+    and the bare name when this lane is not the name's own): skipped here.
+    """
     if request.target is None:
         return True
+    if request.target in others:
+        return False
     name, sep, version = request.target.rpartition("@")
     if not sep:
         name, version = request.target, ""
@@ -122,6 +130,8 @@ def score_records(
     runner: ModelRunner,
     topics: ServiceTopics,
     expired: Expired = "error",
+    *,
+    others: frozenset[str] = frozenset(),
 ) -> Outcome:
     """Score ``records`` (requests) with ``active``; see the module docstring."""
     outcome = Outcome()
@@ -134,7 +144,7 @@ def score_records(
         except DecodeError as exc:
             outcome.dead_letters.append(dead_letter_record(record, str(exc)))
             continue
-        verdict = targets(request, active)
+        verdict = targets(request, active, others)
         if verdict is False:
             outcome.skipped += 1
             continue

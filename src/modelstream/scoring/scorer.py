@@ -1,14 +1,17 @@
-"""The scorer role for one live model name of a service.
+"""The scorer role for one *lane* of a service: one live model version (see
+:mod:`modelstream.models.deployment` for lanes: lane ``name`` serves the name's best-role
+version and swaps in place when that changes; lane ``name@version`` serves that version).
 
 Lifecycle:
 
 * :meth:`Scorer.start` starts following the registry (the ``models`` and
   ``deployment`` topics) and a scoring thread. Until a version of the model is loaded
   the scorer does not join its consumer group, so nothing is read without a model.
-* **Following.** On every registry change the scorer looks up its name in the
-  deployment. A new version is fetched, verified (sha256, signature where required),
-  loaded, validated against its descriptor's schema and warmed on a sample input
-  (:func:`~modelstream.scoring.loading.prepare`) *on the follower's thread*, while the
+* **Following.** On every registry change the scorer looks up its lane in the
+  deployment (``Deployment.lanes()[lane]``). A new version is fetched, verified
+  (sha256, signature where required), loaded, validated against its descriptor's
+  schema and warmed on a sample input (:func:`~modelstream.scoring.loading.prepare`)
+  *on the follower's thread*, while the
   old version keeps serving; then it is swapped in between two batches
   (:class:`~modelstream.scoring.slot.ModelSlot`) and a ``swapped`` event with timings is
   written to ``<service>.model-events``. A failed load keeps the old version and writes
@@ -16,21 +19,24 @@ Lifecycle:
   descriptor is published). A deployed version whose descriptor has not been read yet
   gets a ``waiting`` event and loads when the descriptor arrives. A role change of the
   same version needs no reload (``role_changed``).
-* **Scoring.** One consumer group per live model name, ``<service>.scorer.<name>``, on
+* **Scoring.** One consumer group per lane, ``<service>.scorer.<lane>``, on
   ``<service>.requests``. Records are micro-batched (:mod:`modelstream.scoring.batcher`),
   run with a per-call timeout (:mod:`modelstream.scoring.runner`), and every request
   the model answers gets one record on ``<service>.scores`` (key = request id) naming
-  the version that computed it. Offsets are committed only after the scores (and any
-  dead letters) are durable: delivery is at-least-once, and on any failure the consumer
-  is reopened at the committed offsets.
+  the version that computed it, and the header ``x-modelstream-scorer`` naming the scorer
+  instance (``host-pid-suffix``: which process of the group owned the partition).
+  Offsets are committed only after the scores (and any dead letters) are durable:
+  delivery is at-least-once, and on any failure the consumer is reopened at the
+  committed offsets.
 * :meth:`Scorer.stop` stops following, finishes the batch in hand, closes the
   consumer (leaving the group) and the loaded models. Idempotent.
 
 What a request gets:
 
 * an undecodable record: a copy on ``<service>.dead-letter`` with the reason, no score;
-* ``target`` naming another model: nothing from this scorer; naming this model at a
-  version that is not the one serving: an error score saying which version serves;
+* ``target`` naming another model, or a version (or the bare name) that another lane of
+  this name serves: nothing from this scorer; naming this model at a version that is
+  not live at all: an error score saying which version serves;
 * a deadline already passed when the scorer picks it up: by default
   (``ScorerConfig.expired == "error"``) an error score ``expired: ...`` without running
   the model, so a backlog (after an outage) drains fast and the rendezvous and monitor
@@ -48,12 +54,12 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from modelstream.backplane.port import Backplane, Consumer, StartFrom
 from modelstream.errors import ConfigurationError, ModelError, ModelNotFound
-from modelstream.models.deployment import Deployment
+from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.refs import ModelRef
 from modelstream.scoring import events
@@ -67,6 +73,8 @@ from modelstream.settings import Settings
 from modelstream.wire.topics import ServiceTopics, check_name
 
 log = logging.getLogger(__name__)
+
+SCORER_HEADER = "x-modelstream-scorer"  # on every score: the Scorer.id that wrote it
 
 OnChange = Callable[[Deployment | None, dict[ModelRef, ModelDescriptor]], None]
 
@@ -109,9 +117,16 @@ class ScorerConfig:
             )
 
 
-def scorer_group(service: str, model_name: str) -> str:
-    """The consumer group of the scorers of ``model_name``."""
-    return f"{service}.scorer.{model_name}"
+def scorer_group(service: str, lane: str) -> str:
+    """The consumer group of the scorers of ``lane`` (``name`` or ``name@version``)."""
+    return f"{service}.scorer.{lane}"
+
+
+def check_lane(lane: str) -> str:
+    """``lane`` if it is ``name`` or ``name@version``; else ``ConfigurationError``."""
+    if "@" in lane:
+        return str(ModelRef.parse(lane))
+    return check_name("model", lane)
 
 
 def scorer_id() -> str:
@@ -119,14 +134,18 @@ def scorer_id() -> str:
 
 
 class Scorer:
-    """Scores every request of ``service`` with the live version of ``model_name``."""
+    """Scores every request of ``service`` with the live version of ``lane``.
+
+    ``lane`` is a model name (the name's best-role version, swapped in place) or a
+    ``name@version`` (that version while it is live outside lane ``name``).
+    """
 
     def __init__(
         self,
         backplane: Backplane,
         settings: Settings,
         service: str,
-        model_name: str,
+        lane: str,
         *,
         config: ScorerConfig | None = None,
         source: ModelSource | None = None,
@@ -136,15 +155,17 @@ class Scorer:
         self.settings = settings
         self.topics = ServiceTopics(service)
         self.service = service
-        self.model_name = check_name("model", model_name)
+        self.lane = check_lane(lane)
+        self.model_name = lane_name(self.lane)
         self.config = config or ScorerConfig()
-        self.group = scorer_group(service, model_name)
+        self.group = scorer_group(service, self.lane)
         self.id = scorer_id()
         self._source = source
         self._follower_factory = follower_factory or registry_follower
         self._follower: Follower | None = None
-        self._slot = ModelSlot(model_name)
-        self._runner = ModelRunner(self.config.timeout_ms / 1000, name=f"{model_name}")
+        self._slot = ModelSlot(self.model_name)
+        self._runner = ModelRunner(self.config.timeout_ms / 1000, name=self.lane)
+        self._others: frozenset[str] = frozenset()  # targets other lanes answer
         self._stats = StatsBook()
         self._failed: dict[ModelRef, str] = {}  # ref -> sha256 that failed to load
         self._missing: set[ModelRef] = set()
@@ -164,7 +185,7 @@ class Scorer:
             for topic in (self.topics.requests, self.topics.scores):
                 self.backplane.create_topic(topic)
             self._thread = threading.Thread(
-                target=self._loop, name=f"scorer-{self.service}-{self.model_name}", daemon=True
+                target=self._loop, name=f"scorer-{self.service}-{self.lane}", daemon=True
             )
             self._thread.start()
             self._follower = self._follower_factory(self.backplane, self.service, self.on_change)
@@ -220,9 +241,15 @@ class Scorer:
         """React to a registry change (called by the follower's thread, one at a time)."""
         if deployment is None or self._stop.is_set():
             return
-        live = deployment.live(self.model_name)
+        lanes = deployment.lanes()
+        live = lanes.get(self.lane)
         if live is None:
             return  # taken out of the deployment: the pool stops this scorer
+        self._others = frozenset(
+            str(m.ref)
+            for lane, m in lanes.items()
+            if lane != self.lane and m.ref.name == live.ref.name
+        ) | (frozenset({self.model_name}) if self.lane != self.model_name else frozenset())
         active = self._slot.current()
         if active is not None and active.ref == live.ref:
             if active.role != live.role.value:
@@ -334,11 +361,15 @@ class Scorer:
             return
         active = self._slot.current()  # read once: the whole batch uses this version
         assert active is not None
-        outcome = score_records(records, active, self._runner, self.topics, cfg.expired)
+        outcome = score_records(
+            records, active, self._runner, self.topics, cfg.expired, others=self._others
+        )
         if outcome.dead_letters:
             self.backplane.produce(self.topics.dead_letter, outcome.dead_letters)
         if outcome.scores:
-            self.backplane.produce(self.topics.scores, [s.out for s in outcome.scores])
+            tag = ((SCORER_HEADER, self.id.encode()),)
+            outs = [replace(s.out, headers=s.out.headers + tag) for s in outcome.scores]
+            self.backplane.produce(self.topics.scores, outs)
         consumer.commit(outcome.offsets)
         self.scored += len(outcome.scores)
         self._stats.record_scores(s.score for s in outcome.scores)

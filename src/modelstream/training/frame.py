@@ -135,7 +135,7 @@ def _ms(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
     if frame.empty:
         return np.zeros(0, np.int64)
     times = pd.to_datetime(frame["event_time"], utc=True).dt.as_unit("ms")
-    return times.astype("int64").to_numpy(dtype=np.int64)
+    return np.asarray(times.astype("int64").to_numpy(), dtype=np.int64)
 
 
 def split_holdout(frame: TrainingFrame, fraction: float) -> tuple[TrainingFrame, TrainingFrame]:

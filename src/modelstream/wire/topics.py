@@ -69,6 +69,16 @@ class ServiceTopics:
         return self._t("late")
 
     @property
+    def features(self) -> str:
+        """The featurizer's window results (see :mod:`modelstream.features.records`)."""
+        return self._t("features")
+
+    @property
+    def features_changelog(self) -> str:
+        """The featurizer's compacted state changelog (its checkpoints)."""
+        return self._t("features-changelog")
+
+    @property
     def alerts(self) -> str:
         return self._t("alerts")
 

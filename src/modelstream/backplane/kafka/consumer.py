@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTP
 
 from modelstream.backplane.kafka import config
-from modelstream.backplane.kafka.reader import to_record
+from modelstream.backplane.kafka.reader import to_headers
 from modelstream.backplane.port import StartFrom
 from modelstream.backplane.records import Record, TopicPartition
 from modelstream.errors import ConfigurationError, ConsumerClosed
@@ -126,9 +126,10 @@ class KafkaConsumer:
                 messages += self._consumer.consume(max_records - 1, 0)
         records: list[Record] = []
         append = records.append
-        # Per-record work is kept minimal (this loop bounds consume throughput): positions
-        # are updated once per partition. librdkafka itself drops messages fetched
-        # before a seek or for a revoked partition, so none needs filtering here.
+        # This loop bounds consume throughput, so per-record work is kept minimal: the
+        # Record is built inline (no helper call), and positions are updated once per
+        # partition after the loop. librdkafka itself drops messages fetched before a
+        # seek or for a revoked partition, so none needs filtering here.
         last: dict[tuple[str, int], int] = {}
         for m in messages:
             error = m.error()
@@ -136,9 +137,22 @@ class KafkaConsumer:
                 if error.fatal() or error.code() not in _TRANSIENT:
                     raise config.fail("consume", KafkaException(error))
                 continue
-            record = to_record(m)
-            append(record)
-            last[record.topic, record.partition] = record.offset
+            topic = m.topic() or ""
+            partition = m.partition() or 0
+            offset = m.offset() or 0
+            headers = m.headers()
+            append(
+                Record(
+                    topic,
+                    partition,
+                    offset,
+                    m.timestamp()[1],
+                    m.key(),
+                    m.value() or b"",
+                    to_headers(headers) if headers else (),
+                )
+            )
+            last[topic, partition] = offset
         positions = self._positions
         for (topic, partition), offset in last.items():
             tp = TopicPartition(topic, partition)

@@ -3,9 +3,10 @@
 * **Producing** goes through one idempotent producer (``acks=all``) shared by every
   thread. A batch is handed to librdkafka whole, then the call waits until every record
   of *this* batch has its delivery report, so :meth:`KafkaBackplane.produce` returns only
-  once all are acknowledged, and raises if any failed. Keyed records get their partition
-  from :func:`~modelstream.backplane.partitioner.partition_for`, so placement is the
-  same as on the other engines and as any Kafka client's default partitioner.
+  once all are acknowledged, and raises if any failed. Every record is given its
+  partition by the engine (keyed ones by Kafka's murmur2, as any Kafka client's default
+  partitioner would; unkeyed ones round-robin), and one delivery callback serves the
+  whole call; see :mod:`modelstream.backplane.kafka.batches` for why that is exact.
 * **Topics** are created on first use through the admin API, with the default partition
   count; compacted topics get ``cleanup.policy=compact``.
 * **Offsets** that brokers report unreliably (tansu's end offsets and time lookups) are
@@ -17,18 +18,17 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from functools import partial
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, Producer
 
-from modelstream.backplane.kafka import config
+from modelstream.backplane.kafka import batches, config
 from modelstream.backplane.kafka.admin import KafkaAdmin
 from modelstream.backplane.kafka.consumer import KafkaConsumer
 from modelstream.backplane.kafka.reader import PartitionReader, to_record
-from modelstream.backplane.partitioner import partition_for
 from modelstream.backplane.port import StartFrom
 from modelstream.backplane.records import (
     Delivered,
@@ -38,38 +38,13 @@ from modelstream.backplane.records import (
     TopicDescription,
     TopicPartition,
     TopicSpec,
+    now_ms,
 )
 from modelstream.errors import BackplaneError, BackplaneUnavailable, ConfigurationError
 from modelstream.settings import Settings
 
-# librdkafka's "unassigned": the partitioner picks (random for unkeyed records).
-_ANY_PARTITION = -1
-
-
-class _Batch:
-    """Delivery reports of one produce call, in input order."""
-
-    __slots__ = ("done", "error", "pending", "results")
-
-    def __init__(self, size: int) -> None:
-        self.results: list[Delivered | None] = [None] * size
-        self.pending = size
-        self.error: KafkaError | None = None
-        self.done = threading.Event()
-
-    def report(self, index: int, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self.error = error
-        else:
-            self.results[index] = Delivered(
-                message.topic() or "",
-                message.partition() or 0,
-                message.offset() or 0,
-                message.timestamp()[1],
-            )
-        self.pending -= 1
-        if self.pending == 0:
-            self.done.set()
+# Errors after which a producer never delivers again: it must be replaced.
+_FENCED = frozenset({KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
 class KafkaBackplane:
@@ -82,6 +57,9 @@ class KafkaBackplane:
         self.admin.check()
         self.reader = PartitionReader(brokers, settings)
         self._producer = Producer(config.producer(brokers, settings))
+        self._renewing = threading.Lock()
+        # Deals unkeyed records over the partitions; next() on a count is atomic.
+        self._unkeyed = itertools.count()
         self._produce_timeout = config.producer(brokers, settings)["message.timeout.ms"] / 1000
 
     @property
@@ -114,60 +92,69 @@ class KafkaBackplane:
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
         if not records:
             return []
-        count = self.admin.partitions(topic)
-        batch = _Batch(len(records))
-        producer = self._producer
-        for index, out in enumerate(records):
-            if out.partition is not None:
-                if not 0 <= out.partition < count:
-                    raise ConfigurationError(
-                        f"partition {out.partition} does not exist in {topic!r} "
-                        f"(it has {count}); leave partition unset to place by key"
-                    )
-                partition = out.partition
-            elif out.key is not None:
-                partition = partition_for(out.key, count)
-            else:
-                partition = _ANY_PARTITION
-            report = partial(batch.report, index)
+        placed = batches.place(topic, records, self.admin.partitions(topic), self._unkeyed)
+        now = now_ms()
+        # One callback for the whole call, not a closure per record: it only collects
+        # the reports, which batches.delivered matches to the records afterwards.
+        reports: list[Message] = []
+        failures: list[KafkaError] = []
+        collect = reports.append
+
+        def report(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                failures.append(error)
+            collect(message)
+
+        produce = self._producer.produce
+        for out, partition in zip(records, placed, strict=True):
+            # Positional arguments: this call runs once per record, keywords cost here.
+            headers: list[tuple[str, str | bytes | None]] | None = (
+                list(out.headers) if out.headers else None
+            )
             while True:
                 try:
-                    if out.headers:
-                        producer.produce(
-                            topic,
-                            out.value,
-                            out.key,
-                            partition,
-                            on_delivery=report,
-                            timestamp=out.timestamp or 0,
-                            headers=list(out.headers),
-                        )
-                    else:
-                        producer.produce(
-                            topic,
-                            out.value,
-                            out.key,
-                            partition,
-                            on_delivery=report,
-                            timestamp=out.timestamp or 0,
-                        )
+                    produce(
+                        topic,
+                        out.value,
+                        out.key,
+                        partition,
+                        report,
+                        None,
+                        out.timestamp or now,
+                        headers,
+                    )
                     break
                 except BufferError:
-                    producer.poll(0.05)  # the local queue is full: let deliveries drain
-        self._await(batch)
-        if batch.error is not None:
+                    self._producer.poll(0.05)  # the local queue is full: let deliveries drain
+        self._await(reports, len(records))
+        if any(e.fatal() or e.code() in _FENCED for e in failures):
+            self._renew_producer(produce)
+        if failures:
             raise BackplaneUnavailable(
-                f"kafka did not acknowledge records for {topic!r}: {batch.error.str()}; "
+                f"kafka did not acknowledge records for {topic!r}: {failures[0].str()}; "
                 "check the broker and produce them again"
             )
-        return [d for d in batch.results if d is not None]
+        return batches.delivered(topic, records, placed, reports, now)
 
-    def _await(self, batch: _Batch) -> None:
+    def _renew_producer(self, used: object) -> None:
+        """Replace the producer whose ``produce`` was ``used``, fenced or failed for good.
+
+        An idempotent producer bumps its epoch after a delivery timeout (a broker gone
+        for longer than ``message.timeout.ms``); some brokers (tansu among them) then
+        fence it for good. A fresh producer lets the caller's retry, and every later
+        produce, go through once the broker is back.
+        """
+        with self._renewing:
+            if self._producer.produce == used:
+                self._producer = Producer(config.producer(self.brokers, self.settings))
+
+    def _await(self, reports: list[Message], expected: int) -> None:
         # Every record ends with a delivery report within message.timeout.ms, so this is
         # bounded; the margin covers the last poll. Other threads' flushes may serve our
-        # reports, hence the event rather than flush()'s own count.
+        # reports, hence the count rather than flush()'s own. flush() also sends what is
+        # lingering at once, so linger.ms never delays an acknowledged produce.
         deadline = time.monotonic() + self._produce_timeout + 5
-        while not batch.done.is_set():
+        while len(reports) < expected:
             if time.monotonic() > deadline:
                 raise BackplaneUnavailable(
                     "kafka delivery reports did not arrive; check that the broker runs"

@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Me
 from confluent_kafka import TopicPartition as KafkaTP
 
 from modelstream.backplane.kafka import config
-from modelstream.backplane.records import Record, TopicPartition
+from modelstream.backplane.records import Headers, Record, TopicPartition
 from modelstream.errors import BackplaneUnavailable
 from modelstream.settings import Settings
 
@@ -127,6 +127,11 @@ def message_tp(message: Message) -> KafkaTP:
     return KafkaTP(message.topic() or "", message.partition() or 0)
 
 
+def to_headers(headers: Any) -> Headers:
+    """Consumed headers (a list of ``(name, bytes | None)`` pairs) as a record's headers."""
+    return tuple((k, v or b"") for k, v in cast("list[tuple[str, bytes | None]]", headers))
+
+
 def to_record(m: Message) -> Record:
     """The record a consumed (error-free) message carries; null values read as ``b""``."""
     headers = m.headers()
@@ -137,8 +142,5 @@ def to_record(m: Message) -> Record:
         m.timestamp()[1],
         m.key(),
         m.value() or b"",
-        # Consumed headers are always a list of (name, bytes | None) pairs.
-        tuple((k, cast("bytes | None", v) or b"") for k, v in cast("list[Any]", headers))
-        if headers
-        else (),
+        to_headers(headers) if headers else (),
     )

@@ -3,16 +3,17 @@
 A consumer owns its connections (one to ``meta.db``, one per topic file), so it can be
 handed from thread to thread as long as one thread uses it at a time. Every *tick*
 (a fifth of the session timeout, at most 200 ms) it re-reads the catalogue, renews its
-group lease and recomputes its assignment. Between ticks a waiting :meth:`poll` checks
-``PRAGMA data_version`` of its topic files every millisecond: the check costs about a
-microsecond and changes as soon as another connection commits, so a record produced by
-another process is seen within a couple of milliseconds.
+group lease and recomputes its assignment. Between ticks a waiting :meth:`poll` sleeps
+on an event of :mod:`modelstream.backplane.sqlite.wakeup`: a producer of this process
+sets it right after committing to one of the consumer's topics, and the directory's
+watcher thread sets it within a couple of milliseconds when another process commits.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,15 +34,6 @@ def to_record(topic: str, partition: int, row: Sequence[Any]) -> Record:
     return Record(
         topic, partition, offset, ts, key, value, schema.decode_headers(headers) if headers else ()
     )
-
-
-def wait_interval(waited: float) -> float:
-    """Sleep between checks of a waiting poll: 1 ms, then 5 ms once idle for 0.2 s.
-
-    Short sleeps keep cross-process latency to a couple of milliseconds; the back-off
-    keeps consumers that wait for long cheap on a small machine.
-    """
-    return 0.001 if waited < 0.2 else 0.005
 
 
 class SqliteConsumer:
@@ -68,6 +60,8 @@ class SqliteConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._rotation = 0
         self._closed = False
+        self._wakeups = backplane.wakeups
+        self._wake = threading.Event()
         self._tick()
 
     # -- membership and assignment ------------------------------------------------------
@@ -102,6 +96,7 @@ class SqliteConsumer:
             held = self._files.get(topic)
             if held is not None and (entry is None or entry.file != held[0]):
                 # Deleted (and perhaps created again): the old positions mean nothing.
+                self._wakeups.unwatch([held[0]], self._wake)
                 held[1].close()
                 del self._files[topic]
                 self._positions = {tp: o for tp, o in self._positions.items() if tp.topic != topic}
@@ -111,6 +106,7 @@ class SqliteConsumer:
                 except FileNotFoundError:
                     continue  # deleted meanwhile; the next tick sees the new catalogue
                 self._files[topic] = (entry.file, conn, entry.spec.partitions)
+                self._wakeups.watch([entry.file], self._wake)
 
     def _assign(self, target: frozenset[TopicPartition]) -> None:
         kept = {tp: pos for tp, pos in self._positions.items() if tp in target}
@@ -145,31 +141,18 @@ class SqliteConsumer:
             if start >= self._next_tick:
                 self._tick()
             while True:
+                # Clear, then look: a commit after the look sets the event again, so no
+                # wake-up is missed (see the wakeup module's invariant).
+                self._wake.clear()
                 batch = self._fetch(max_records)
                 if batch:
                     return batch
-                # Read the versions, then look once more: a commit in between is then
-                # either in that read or changes a version, so no wake-up is missed.
-                versions = [
-                    conn.execute("PRAGMA data_version").fetchone()[0] for conn in self._all()
-                ]
-                batch = self._fetch(max_records)
-                if batch:
-                    return batch
-                while True:
-                    now = time.monotonic()
-                    if now >= deadline:
-                        return []
-                    time.sleep(min(wait_interval(now - start), deadline - now))
-                    if time.monotonic() >= self._next_tick:
-                        self._tick()
-                        break
-                    current = [c.execute("PRAGMA data_version").fetchone()[0] for c in self._all()]
-                    if current != versions:
-                        break
-
-    def _all(self) -> list[sqlite3.Connection]:
-        return [conn for _, conn, _ in self._files.values()]
+                now = time.monotonic()
+                if now >= deadline:
+                    return []
+                self._wake.wait(min(deadline, self._next_tick) - now)
+                if time.monotonic() >= self._next_tick:
+                    self._tick()
 
     def _fetch(self, max_records: int) -> list[Record]:
         order = sorted(self._positions, key=lambda tp: (tp.topic, tp.partition))
@@ -179,20 +162,32 @@ class SqliteConsumer:
         shift = self._rotation % len(order)
         self._rotation += 1
         batch: list[Record] = []
+        decode = schema.decode_headers
+        # One statement per topic file (not per partition): the partitions of a file in
+        # rotation order, read lazily until max_records rows are in hand.
+        by_topic: dict[str, list[TopicPartition]] = {}
         for tp in order[shift:] + order[:shift]:
-            want = max_records - len(batch)
-            if want <= 0:
-                break
-            rows = self._conn(tp).execute(schema.FETCH, (tp.partition, self._positions[tp], want))
-            topic, partition = tp.topic, tp.partition
-            decode = schema.decode_headers
-            got = [
-                Record(topic, partition, o, ts, k, v, decode(h) if h else ())
-                for o, ts, k, v, h in rows
-            ]
-            if got:
-                batch.extend(got)
-                self._positions[tp] = got[-1].offset + 1
+            by_topic.setdefault(tp.topic, []).append(tp)
+        for topic, tps in by_topic.items():
+            conn = self._files[topic][1]
+            for start in range(0, len(tps), schema.MAX_BRANCHES):
+                chunk = tps[start : start + schema.MAX_BRANCHES]
+                want = max_records - len(batch)
+                if want <= 0:
+                    break
+                params = [v for tp in chunk for v in (tp.partition, self._positions[tp], want)]
+                last: dict[int, int] = {}
+                cursor = conn.execute(schema.fetch_sql(len(chunk)), params)
+                try:
+                    for p, o, ts, k, v, h in cursor:
+                        batch.append(Record(topic, p, o, ts, k, v, decode(h) if h else ()))
+                        last[p] = o
+                        if len(batch) >= max_records:
+                            break
+                finally:
+                    cursor.close()
+                for p, o in last.items():
+                    self._positions[TopicPartition(topic, p)] = o + 1
         return batch
 
     # -- offsets ------------------------------------------------------------------------
@@ -272,7 +267,8 @@ class SqliteConsumer:
                 with schema.guard(self._bp.meta_path.parent):
                     groups.leave(self._meta, self._group, self._member)
         finally:
-            for _, conn, _ in self._files.values():
+            for file, conn, _ in self._files.values():
+                self._wakeups.unwatch([file], self._wake)
                 conn.close()
             self._files = {}
             self._meta.close()

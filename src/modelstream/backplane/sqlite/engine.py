@@ -32,6 +32,7 @@ from modelstream.backplane.records import (
 )
 from modelstream.backplane.sqlite import groups, schema
 from modelstream.backplane.sqlite.consumer import SqliteConsumer, to_record
+from modelstream.backplane.sqlite.wakeup import Wakeups, wakeups_for
 from modelstream.errors import BackplaneUnavailable, ConfigurationError, TopicNotFound
 from modelstream.settings import Settings
 
@@ -64,6 +65,7 @@ class SqliteBackplane:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._unkeyed = itertools.count()
+        self._wakeups = wakeups_for(self._topics_dir)
         with schema.guard(self._path):
             schema.create_schema(self._meta(), schema.META_DDL)
 
@@ -74,6 +76,11 @@ class SqliteBackplane:
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    @property
+    def wakeups(self) -> Wakeups:
+        """Where consumers wait for records of this directory's topic files."""
+        return self._wakeups
 
     def topic_path(self, file: str) -> Path:
         """Where the records of a topic whose catalogue entry names ``file`` live."""
@@ -243,7 +250,12 @@ class SqliteBackplane:
         encode = schema.encode_headers
         delivered: list[Delivered] = []
         with schema.transaction(conn):
-            nexts = {p: conn.execute(schema.NEXT_OFFSET, (p,)).fetchone()[0] for p in set(placed)}
+            wanted = sorted(set(placed))
+            nexts: dict[int, int] = {}
+            for start in range(0, len(wanted), schema.MAX_BRANCHES):
+                chunk = wanted[start : start + schema.MAX_BRANCHES]
+                params = [v for p in chunk for v in (p, p)]
+                nexts.update(conn.execute(schema.next_offsets_sql(len(chunk)), params).fetchall())
             rows = []
             for out, p in zip(records, placed, strict=True):
                 offset = nexts[p]
@@ -253,6 +265,7 @@ class SqliteBackplane:
                 rows.append((p, offset, ts, out.key, out.value, headers))
                 delivered.append(Delivered(topic, p, offset, ts))
             conn.executemany(schema.INSERT_RECORD, rows)
+        self._wakeups.changed(entry.file)
         return delivered
 
     def read_compacted(self, topic: str) -> dict[bytes, Record]:

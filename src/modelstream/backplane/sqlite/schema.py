@@ -8,13 +8,18 @@ Invariants the rest of the engine relies on:
   reader that finds the row can open the file read-write without creating anything.
 * Connections are opened in autocommit mode; writers use ``BEGIN IMMEDIATE`` explicitly so
   that the write lock is taken up front (no deadlock between two upgrading readers).
+* Writers of one process first take the file's process-wide lock
+  (:func:`~modelstream.backplane.sqlite.wakeup.write_lock`), so they queue on a lock
+  that hands over at once rather than in SQLite's sleeping busy handler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from modelstream.backplane.records import Headers, TopicSpec
+from modelstream.backplane.sqlite.wakeup import write_lock
 from modelstream.errors import BackplaneUnavailable
 
 T = TypeVar("T")
@@ -59,6 +65,34 @@ FETCH = (
     "SELECT offset, ts, key, value, headers FROM records"
     " WHERE partition = ? AND offset >= ? ORDER BY offset LIMIT ?"
 )
+
+# Branches per compound statement: well under SQLite's limit of 500 compound terms.
+MAX_BRANCHES = 64
+
+
+def next_offsets_sql(count: int) -> str:
+    """One statement giving ``(partition, next offset)`` for ``count`` partitions.
+
+    Each branch is a MAX on the primary key (one seek), and one statement instead of one
+    per partition means one trip through SQLite (and one release of the GIL).
+    """
+    branch = "SELECT ?, COALESCE((SELECT MAX(offset) + 1 FROM records WHERE partition = ?), 0)"
+    return " UNION ALL ".join([branch] * count)
+
+
+def fetch_sql(count: int) -> str:
+    """One statement reading ``count`` partitions, each ``(partition, from, limit)``.
+
+    Rows come partition by partition, in the order of the parameters, each in offset
+    order; branches are evaluated lazily, so a reader that stops early costs no more.
+    """
+    branch = (
+        "SELECT * FROM (SELECT partition, offset, ts, key, value, headers FROM records"
+        " WHERE partition = ? AND offset >= ? ORDER BY offset LIMIT ?)"
+    )
+    return " UNION ALL ".join([branch] * count)
+
+
 OFFSET_FOR_TIME = "SELECT MIN(offset) FROM records WHERE partition = ? AND ts >= ?"
 LATEST_PER_KEY = (
     "SELECT r.partition, r.offset, r.ts, r.key, r.value, r.headers FROM records AS r"
@@ -76,6 +110,12 @@ def unavailable(path: Path, error: BaseException) -> BackplaneUnavailable:
     )
 
 
+class Connection(sqlite3.Connection):
+    """A connection that knows the process-wide write lock of its file."""
+
+    write_lock: threading.Lock | None = None
+
+
 def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     """An autocommit connection to ``path`` in WAL mode; ``create=False`` needs the file.
 
@@ -86,8 +126,13 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
         raise FileNotFoundError(path)
     try:
         conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, cached_statements=64
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=64,
+            factory=Connection,
         )
+        conn.write_lock = write_lock(path)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -167,14 +212,17 @@ def decode_headers(data: bytes) -> Headers:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction that holds the database's write lock from its first statement."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    """A write transaction that holds the database's write lock from its first statement
+    (and, first, the file's process-wide lock when ``conn`` came from :func:`connect`)."""
+    lock = getattr(conn, "write_lock", None)
+    with lock if lock is not None else contextlib.nullcontext():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 @contextmanager

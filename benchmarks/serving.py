@@ -1,0 +1,469 @@
+"""Benchmark of ``modelstream serve`` (issue 4, section "Speed").
+
+Starts ``modelstream serve`` as a subprocess on a temporary SQLite backplane with three
+live ONNX models of one service (a GradientBoosting champion of 100 trees on 20
+features, a logistic-regression and a decision-tree challenger; preference policy,
+deadline 50 ms), then drives it with load generators that are not our code:
+
+* ``hey`` at a fixed rate (300 and 1,000 req/s): latency p50/p99 and the answers;
+* ``wrk`` with a Lua script for POST: peak req/s (2xx answers only);
+* streaming: a producer *process* writes requests straight onto ``bench.requests``
+  with a ``reply_to`` topic, keeping at most ``--stream-window`` unanswered (so the
+  figure is the capacity, not a backlog collapsing into fallbacks), and a reader
+  process counts the answers read there: answered req/s (by a model, and all).
+
+Targets on 2 cores: p99 <= 10 ms at 1,000 req/s; streaming >= 20,000 req/s.
+The machine may be shared: every figure is reported with the load average of the time.
+All traffic stays on loopback. Installs ``hey`` and ``wrk`` with apt-get if missing.
+Prints a table and writes ``benchmarks/results/serving.json``. Bounded: under 4 minutes.
+
+    .venv/bin/python benchmarks/serving.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+SERVICE = "bench"
+FEATURES = 20
+DEADLINE_MS = 50
+RESULTS = Path(__file__).parent / "results" / "serving.json"
+STREAM_REPLY_TOPIC = f"{SERVICE}.replies.stream-bench"
+# (total req/s, workers): hey workers are closed loops, so each sends 10 req/s and can
+# absorb up to 100 ms of latency before the offered rate drops.
+HEY_RATES = ((300, 30), (1000, 100))
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("hey", "wrk") if shutil.which(t) is None]
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get", flush=True)
+        subprocess.run(["apt-get", "install", "-y", *missing], check=True, capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def prepare_backplane(root: Path) -> list[list[float]]:
+    """Publish and deploy the three models; return a few input rows."""
+    from modelstream.backplane.factory import open_backplane
+    from modelstream.models.deployment import Policy
+    from modelstream.models.refs import ModelRef
+    from modelstream.models.registry import Registry
+    from modelstream.settings import Settings
+    from modelstream.testing.sklearn import onnx_classifier
+
+    url = f"sqlite://{root}"
+    settings = Settings(backplane=url)
+    bp = open_backplane(url, settings)
+    try:
+        registry = Registry(bp, settings)
+        data = None
+        for name, kind in (("gbm", "gbm"), ("logreg", "logreg"), ("tree", "tree")):
+            model, data = onnx_classifier(kind, features=FEATURES, trees=100)  # type: ignore[arg-type]
+            registry.publish(SERVICE, name, model, format="onnx")
+        registry.deploy(
+            SERVICE,
+            ModelRef("gbm", 1),
+            challengers=[ModelRef("logreg", 1), ModelRef("tree", 1)],
+            policy=Policy(),
+            deadline_ms=DEADLINE_MS,
+        )
+        assert data is not None
+        return [[float(v) for v in row] for row in data.x[:64]]
+    finally:
+        bp.close()
+
+
+class Server:
+    """``modelstream serve`` in a subprocess."""
+
+    def __init__(self, root: Path, port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = log.open("wb")
+        exe = Path(sys.executable).with_name("modelstream")
+        # Issue 4's serve path is gateway + rendezvous + scorers; the monitor and the
+        # archiver (issues 5/6), which `serve` also runs by default, are left out.
+        usage = subprocess.run(
+            [str(exe), "serve", "--help"], check=True, capture_output=True, text=True
+        )
+        self.options = [o for o in ("--no-monitor", "--no-archive") if o in usage.stdout]
+        command = [str(exe), "--backplane", f"sqlite://{root}", "serve", "-s", SERVICE]
+        self.proc = subprocess.Popen(
+            [*command, "-p", str(port), *self.options],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"modelstream serve exited with {self.proc.returncode}")
+            ready = f"{self.url}/v2/health/ready"
+            with contextlib.suppress(OSError), urllib.request.urlopen(ready, timeout=1) as r:
+                if r.status == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("modelstream serve did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def per_request(cpu_s: float, status: dict[int, int]) -> float:
+    return round(cpu_s * 1000 / max(1, sum(status.values())), 3)
+
+
+def run_hey(url: str, body: Path, rate: int, workers: int, seconds: int) -> dict[str, Any]:
+    per_worker = max(1, rate // workers)
+    before = load()
+    out = subprocess.run(
+        [
+            *("hey", "-z", f"{seconds}s", "-q", str(per_worker), "-c", str(workers)),
+            *("-m", "POST", "-T", "application/json", "-D", str(body), url),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    pct = {int(p): float(s) * 1000 for p, s in re.findall(r"(\d+)% in ([\d.]+) secs", out)}
+    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Error distribution:(.*)", out, re.S)
+    return {
+        "target_rps": rate,
+        "workers": workers,
+        "achieved_rps": round(float(rps.group(1)), 1) if rps else 0.0,
+        "p50_ms": round(pct.get(50, 0.0), 2),
+        "p90_ms": round(pct.get(90, 0.0), 2),
+        "p99_ms": round(pct.get(99, 0.0), 2),
+        "status": codes,
+        "errors": errors.group(1).strip()[:300] if errors else "",
+        "load_before": before,
+        "load_after": load(),
+    }
+
+
+def run_wrk(url: str, body: str, seconds: int, connections: int, root: Path) -> dict[str, Any]:
+    script = root / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [[{body}]]\n"
+    )
+    before = load()
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    pct = dict(re.findall(r"\s(50|99)%\s+([\d.]+\w+)", out))
+    requests, elapsed = (int(total.group(1)), float(total.group(2))) if total else (0, 1.0)
+    if total and total.group(3) == "ms":
+        elapsed /= 1000
+    bad = int(non2xx.group(1)) if non2xx else 0
+    return {
+        "connections": connections,
+        "requests": requests,
+        "non_2xx": bad,
+        "peak_rps": round((requests - bad) / elapsed, 1),
+        "p50": pct.get("50", ""),
+        "p99": pct.get("99", ""),
+        "load_before": before,
+        "load_after": load(),
+    }
+
+
+# -- streaming: a producer process and a reader process ---------------------------------
+
+
+def _stream_reader(
+    root: str, ready: Any, answered: Any, out: Any, expect: int, limit_s: float
+) -> None:
+    from modelstream.backplane.factory import open_backplane
+    from modelstream.settings import Settings
+    from modelstream.wire.results import decode_result
+
+    url = f"sqlite://{root}"
+    bp = open_backplane(url, Settings(backplane=url))
+    consumer = bp.consumer([STREAM_REPLY_TOPIC], start="latest")
+    for tp in consumer.assignment():
+        consumer.position(tp)
+    ready.set()
+    seen = by_model = met = 0
+    last = 0.0
+    give_up = time.monotonic() + limit_s
+    try:
+        while seen < expect and time.monotonic() < give_up:
+            for record in consumer.poll(5000, 0.2):
+                result = decode_result(record.value)
+                seen += 1
+                by_model += result.model is not None
+                met += result.deadline_met
+                last = time.time()
+            answered.value = seen
+    finally:
+        consumer.close()
+        bp.close()
+    out.put({"answers": seen, "by_model": by_model, "deadline_met": met, "last": last})
+
+
+def _stream_producer(
+    root: str,
+    rows: list[list[float]],
+    total: int,
+    window: int,
+    deadline_ms: int,
+    answered: Any,
+    start_at: Any,
+    out: Any,
+) -> None:
+    """Produce ``total`` requests in batches of 500, keeping at most ``window`` unanswered."""
+    from modelstream.backplane.factory import open_backplane
+    from modelstream.backplane.records import OutRecord, now_ms
+    from modelstream.settings import Settings
+    from modelstream.wire.requests import InferenceRequest
+    from modelstream.wire.tensors import Tensor
+
+    url = f"sqlite://{root}"
+    bp = open_backplane(url, Settings(backplane=url))
+    tensors = [Tensor("input", "FP32", (1, FEATURES), tuple(r)) for r in rows]
+    batch, sent = 500, 0
+    started = time.time()
+    start_at.value = started
+    try:
+        while sent < total:
+            while sent - answered.value > window - batch:
+                time.sleep(0.001)
+            now = now_ms()
+            records = []
+            for i in range(sent, min(total, sent + batch)):
+                request = InferenceRequest(
+                    id=f"s{i}",
+                    service=SERVICE,
+                    event_time=now,
+                    deadline=now + deadline_ms,
+                    inputs=(tensors[i % len(tensors)],),
+                    reply_to=STREAM_REPLY_TOPIC,
+                    sent_at=now,
+                )
+                records.append(OutRecord(request.encode(), request.key, timestamp=now))
+            bp.produce(f"{SERVICE}.requests", records)
+            sent += len(records)
+    finally:
+        bp.close()
+    out.put({"sent": sent, "started": started})
+
+
+def run_stream(
+    root: Path, rows: list[list[float]], total: int, window: int, deadline_ms: int, limit_s: float
+) -> dict[str, Any]:
+    """Stream ``total`` requests with at most ``window`` in flight; answered req/s."""
+    ctx = mp.get_context("spawn")
+    ready, done, made = ctx.Event(), ctx.Queue(), ctx.Queue()
+    answered = ctx.Value("q", 0, lock=False)
+    start_at = ctx.Value("d", 0.0, lock=False)
+    before = load()
+    reader = ctx.Process(
+        target=_stream_reader,
+        args=(str(root), ready, answered, done, total, limit_s),
+        daemon=True,
+    )
+    reader.start()
+    if not ready.wait(30):
+        raise RuntimeError("the stream reader did not start")
+    producer = ctx.Process(
+        target=_stream_producer,
+        args=(str(root), rows, total, window, deadline_ms, answered, start_at, made),
+        daemon=True,
+    )
+    producer.start()
+    answers = done.get(timeout=limit_s + 30)
+    producer.kill()  # it may still wait for answers that will not come in time
+    producer.join(10)
+    reader.join(10)
+    produced = made.get(timeout=5) if not made.empty() else {"sent": None}
+    span = max(1e-3, answers["last"] - start_at.value) if answers["answers"] else 1.0
+    return {
+        "window": window,
+        "deadline_ms": deadline_ms,
+        "requests": total,
+        "sent": produced["sent"],  # None: stopped at the time limit
+        "answers": answers["answers"],
+        "by_model": answers["by_model"],
+        "deadline_met": answers["deadline_met"],
+        "seconds": round(span, 2),
+        "answered_rps": round(answers["answers"] / span, 1),
+        "answered_by_model_rps": round(answers["by_model"] / span, 1),
+        "load_before": before,
+        "load_after": load(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter phases (5 s each)")
+    parser.add_argument("--stream-requests", type=int, default=60_000)
+    parser.add_argument("--stream-window", type=int, default=1_500, help="max unanswered")
+    parser.add_argument("--stream-deadline-ms", type=int, default=2_000)
+    args = parser.parse_args()
+    seconds = 5 if args.quick else 10
+    ensure_tools()
+    console = Console()
+    root = Path(tempfile.mkdtemp(prefix="ms-serving-"))
+    report: dict[str, Any] = {
+        "benchmark": "serving",
+        "at": int(time.time() * 1000),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "setup": {
+            "models": "gbm@1 (champion, 100 trees, 20 features), logreg@1, tree@1 (challengers)",
+            "policy": "preference",
+            "deadline_ms": DEADLINE_MS,
+            "backplane": "sqlite",
+        },
+    }
+    server: Server | None = None
+    try:
+        rows = prepare_backplane(root / "bp")
+        port = free_port()
+        server = Server(root / "bp", port, root / "serve.log")
+        server.wait_ready()
+        report["setup"]["serve_options"] = server.options
+        url = f"{server.url}/v2/models/{SERVICE}/infer"
+        body = json.dumps(
+            {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, FEATURES],
+                         "data": rows[0]}]}
+        )  # fmt: skip
+        body_file = root / "body.json"
+        body_file.write_text(body)
+        run_hey(url, body_file, 200, 10, 3)  # warm-up: connections, code paths, JITs
+        pid = server.proc.pid
+        report["fixed_rate"] = []
+        for rate, workers in HEY_RATES:
+            cpu = cpu_seconds(pid)
+            run = run_hey(url, body_file, rate, workers, seconds)
+            run["server_cpu_ms_per_request"] = per_request(cpu_seconds(pid) - cpu, run["status"])
+            report["fixed_rate"].append(run)
+            console.print(run)
+        cpu = cpu_seconds(pid)
+        report["peak"] = run_wrk(url, body, seconds, 64, root)
+        report["peak"]["server_cpu_ms_per_request"] = round(
+            (cpu_seconds(pid) - cpu) * 1000 / max(1, report["peak"]["requests"]), 3
+        )
+        console.print(report["peak"])
+        cpu = cpu_seconds(pid)
+        requests = args.stream_requests // (3 if args.quick else 1)
+        report["streaming"] = run_stream(
+            root / "bp", rows, requests, args.stream_window, args.stream_deadline_ms, limit_s=20
+        )
+        report["streaming"]["server_cpu_ms_per_request"] = round(
+            (cpu_seconds(pid) - cpu) * 1000 / max(1, report["streaming"]["answers"]), 3
+        )
+        console.print(report["streaming"])
+    finally:
+        if server is not None:
+            server.stop()
+            log = (root / "serve.log").read_text(errors="replace")
+            report["server_log_tail"] = log[-2000:]
+        shutil.rmtree(root, ignore_errors=True)
+
+    table = Table(title="modelstream serve (SQLite, 3 ONNX models, preference, deadline 50 ms)")
+    columns = (
+        "phase",
+        "offered",
+        "achieved",
+        "p50 ms",
+        "p99 ms",
+        "answers",
+        "cpu ms/req",
+        "load 1m",
+    )
+    for col in columns:
+        table.add_column(col)
+    for run in report["fixed_rate"]:
+        table.add_row(
+            "hey fixed rate",
+            f"{run['target_rps']}/s",
+            f"{run['achieved_rps']}/s",
+            str(run["p50_ms"]),
+            str(run["p99_ms"]),
+            ", ".join(f"{c}: {n}" for c, n in run["status"].items()),
+            str(run["server_cpu_ms_per_request"]),
+            f"{run['load_before']} -> {run['load_after']}",
+        )
+    peak = report["peak"]
+    table.add_row(
+        "wrk peak",
+        f"{peak['connections']} conns",
+        f"{peak['peak_rps']}/s",
+        peak["p50"],
+        peak["p99"],
+        f"{peak['requests']} ({peak['non_2xx']} non-2xx)",
+        str(peak["server_cpu_ms_per_request"]),
+        f"{peak['load_before']} -> {peak['load_after']}",
+    )
+    s = report["streaming"]
+    table.add_row(
+        "streaming",
+        f"{s['requests']} reqs, <= {s['window']} in flight",
+        f"{s['answered_by_model_rps']}/s by a model ({s['answered_rps']}/s all)",
+        "",
+        "",
+        f"{s['answers']} in {s['seconds']} s ({s['deadline_met']} in {s['deadline_ms']} ms)",
+        str(s["server_cpu_ms_per_request"]),
+        f"{s['load_before']} -> {s['load_after']}",
+    )
+    console.print(table)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Waking waiting consumers of the SQLite engine, and serialising a process's writers.
+
+Both are shared by every :class:`~modelstream.backplane.sqlite.engine.SqliteBackplane`
+object of one process on one directory (looked up with :func:`wakeups_for` and
+:func:`write_lock`), so two backplane objects on the same directory see each other's
+records at once too.
+
+* :class:`Wakeups` — a consumer registers a :class:`threading.Event` for the topic
+  files it reads, for as long as it is open. A producer of this process calls
+  :meth:`Wakeups.changed` right after its commit, which sets the events of that file's
+  consumers at once. Commits by *other* processes are noticed by ONE watcher thread per
+  directory, which checks ``PRAGMA data_version`` of the watched files every
+  millisecond (every 5 ms once nothing has changed for 0.2 s), and only while some file
+  is watched. So the cost of waiting no longer grows with the number of consumer
+  threads, and a local record is seen without any polling delay.
+* :func:`write_lock` — one :class:`threading.Lock` per database file, taken around every
+  write transaction of this process (:func:`~modelstream.backplane.sqlite.schema.transaction`).
+  Threads of one process then queue on a lock that hands over at once, instead of in
+  SQLite's busy handler, which sleeps for up to 100 ms between retries.
+
+Invariant (no lost wake-up): a waiter sets up its event *before* its last look at the
+records; a commit after that look either sets the event (local producer) or changes a
+``data_version`` the watcher compares with a value read before it (other processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FAST_S = 0.001  # watcher cadence while files change
+SLOW_S = 0.005  # once nothing changed for IDLE_AFTER_S
+IDLE_AFTER_S = 0.2
+
+_registry_lock = threading.Lock()
+_wakeups: dict[Path, Wakeups] = {}
+_write_locks: dict[Path, threading.Lock] = {}
+
+
+def write_lock(path: Path) -> threading.Lock:
+    """The process-wide lock of the database file ``path`` (see the module docstring)."""
+    key = Path(path).absolute()
+    with _registry_lock:
+        lock = _write_locks.get(key)
+        if lock is None:
+            lock = _write_locks[key] = threading.Lock()
+        return lock
+
+
+def wakeups_for(directory: Path) -> Wakeups:
+    """The process-wide :class:`Wakeups` of the topic files under ``directory``."""
+    key = Path(directory).absolute()
+    with _registry_lock:
+        found = _wakeups.get(key)
+        if found is None:
+            found = _wakeups[key] = Wakeups(key)
+        return found
+
+
+class _Watched:
+    """A file somebody waits on: its waiters and the watcher's view of it."""
+
+    __slots__ = ("conn", "version", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: dict[threading.Event, int] = {}  # event -> how many waits use it
+        self.conn: sqlite3.Connection | None = None
+        self.version = -1
+
+
+class Wakeups:
+    """Events of consumers waiting for records of the topic files in one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._lock = threading.Lock()
+        self._files: dict[str, _Watched] = {}
+        self._someone_waits = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def changed(self, file: str) -> None:
+        """Wake whoever waits on ``file`` (call after a commit to it)."""
+        watched = self._files.get(file)  # a dict read is atomic; skip the lock when idle
+        if watched is None or not watched.waiters:
+            return
+        with self._lock:
+            events = list(watched.waiters)
+        for event in events:
+            event.set()
+
+    def watch(self, files: Iterable[str], event: threading.Event) -> None:
+        """Set ``event`` whenever one of ``files`` changes, until :meth:`unwatch`.
+
+        The waiter clears ``event`` before each look at the records and waits on it
+        after (see the invariant above); a spurious wake-up only costs one more look.
+        """
+        with self._lock:
+            for file in files:
+                watched = self._files.get(file)
+                if watched is None:
+                    watched = self._files[file] = _Watched()
+                watched.waiters[event] = watched.waiters.get(event, 0) + 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch_loop, name=f"sqlite-watcher:{self._dir.name}", daemon=True
+                )
+                self._thread.start()
+        self._someone_waits.set()
+
+    def unwatch(self, files: Iterable[str], event: threading.Event) -> None:
+        """Undo one :meth:`watch` of ``files`` with ``event``."""
+        closing: list[sqlite3.Connection] = []
+        with self._lock:
+            for file in files:
+                watched = self._files.get(file)
+                if watched is None:
+                    continue
+                count = watched.waiters.get(event, 0) - 1
+                if count > 0:
+                    watched.waiters[event] = count
+                else:
+                    watched.waiters.pop(event, None)
+                if not watched.waiters:
+                    # Forget the file: it may be deleted; a later watcher opens it anew.
+                    del self._files[file]
+                    if watched.conn is not None:
+                        closing.append(watched.conn)
+            if not self._files:
+                self._someone_waits.clear()
+        for conn in closing:
+            conn.close()
+
+    # -- the watcher thread -------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        last_change = time.monotonic()
+        while True:
+            if not self._someone_waits.wait(1.0):
+                with self._lock:
+                    if not self._files:  # nobody waited for a second: end the thread
+                        self._thread = None
+                        return
+                continue
+            if self._check():
+                last_change = time.monotonic()
+            idle = time.monotonic() - last_change > IDLE_AFTER_S
+            time.sleep(SLOW_S if idle else FAST_S)
+
+    def _check(self) -> bool:
+        """Compare each watched file's ``data_version``; wake the waiters of changed ones.
+
+        Runs under the lock so that :meth:`unwatch` never closes a connection in use.
+        """
+        woke = False
+        with self._lock:
+            for file, watched in self._files.items():
+                try:
+                    if watched.conn is None:
+                        # mode=rw: never create the file of a topic deleted meanwhile.
+                        uri = f"{(self._dir / file).as_uri()}?mode=rw"
+                        watched.conn = sqlite3.connect(
+                            uri, uri=True, isolation_level=None, check_same_thread=False
+                        )
+                    version = watched.conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:
+                    continue  # deleted meanwhile: the waiter's own timeout covers it
+                if version != watched.version:
+                    # The first read counts as a change: one spurious look, never a miss.
+                    watched.version = version
+                    woke = True
+                    for event in watched.waiters:
+                        event.set()
+        return woke

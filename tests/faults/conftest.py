@@ -1,0 +1,75 @@
+"""Fixtures of the fault tests: a running deployment per backplane, and the report.
+
+``stack`` is module-scoped and parametrized over the backplanes (SQLite, and Kafka on
+the suite's tansu broker): every role runs as a process of its own, started through
+the CLI, and the tests of a module take turns injecting faults into the same stack.
+
+``reliability`` collects each test's figures and, at the end of the session, merges
+them into ``benchmarks/results/reliability.json`` (by test id, so running one file
+keeps the figures of the others); ``docs/reliability.md`` quotes that file.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .stack import Stack, running_stack
+
+REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "reliability.json"
+
+
+class Reliability:
+    """Figures per test id, written once at the end of the session."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, Any]] = {}
+
+    def record(self, test_id: str, figures: dict[str, Any]) -> None:
+        self.entries[test_id] = {**figures, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+    def write(self, path: Path = REPORT) -> None:
+        if not self.entries:
+            return
+        old: dict[str, Any] = {}
+        if path.exists():
+            old = json.loads(path.read_text()).get("tests", {})
+        merged = {**old, **self.entries}
+        doc = {
+            "machine": f"{platform.system()} {platform.machine()}, "
+            f"python {platform.python_version()}",
+            "tests": dict(sorted(merged.items())),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+@pytest.fixture(scope="session")
+def reliability() -> Iterator[Reliability]:
+    report = Reliability()
+    yield report
+    report.write()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Every role of two services as processes of their own, over one backplane."""
+    backend: str = request.param
+    if backend == "kafka":
+        bootstrap: str = request.getfixturevalue("kafka_broker")
+        workdir = tmp_path_factory.mktemp("faults-kafka")
+        url = f"kafka://{bootstrap}"
+    else:
+        workdir = tmp_path_factory.mktemp("faults-sqlite")
+        url = f"sqlite://{workdir / 'bp'}"
+    with running_stack(url, workdir, uuid.uuid4().hex[:6]) as running:
+        yield running

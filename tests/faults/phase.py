@@ -1,0 +1,123 @@
+"""One stretch of steady load on a :class:`~.stack.Stack`, and what it adds up to.
+
+:class:`Steady` runs a stream load and an HTTP load on each gateway on threads of their
+own, bounded in count and time; :func:`settle` waits (bounded) until every acknowledged
+request is answered and ``results`` has gone quiet; :func:`counts` says, over the ids
+of this stretch only, how many were sent, acknowledged, answered, answered twice, lost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from .fleet import wall_ms
+from .stack import Stack, wait_until
+from .traffic import HttpLoad, Sent
+
+STREAM_RATE = 240.0  # records per second onto the backplane, half per service
+HTTP_RATE = 40.0  # per gateway
+
+
+class Steady:
+    """Stream load plus HTTP load on every gateway, until :meth:`stop` or ``max_s``."""
+
+    def __init__(self, stack: Stack, tag: str, max_s: float = 30.0) -> None:
+        self.stream = stack.stream_load(f"{tag}")
+        self.http: dict[str, HttpLoad] = {
+            name: stack.http_load(name, f"{tag}-{name}") for name in stack.ports
+        }
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(
+                target=self.stream.run,
+                args=(int(STREAM_RATE * max_s), STREAM_RATE, max_s, self._stop),
+                name="stream-load",
+            ),
+            *(
+                threading.Thread(
+                    target=h.run,
+                    args=(int(HTTP_RATE * max_s), HTTP_RATE, max_s, self._stop),
+                    name=f"http-load-{name}",
+                )
+                for name, h in self.http.items()
+            ),
+        ]
+
+    def __enter__(self) -> Steady:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop sending and wait for the HTTP calls in flight (bounded by their timeout)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+    def pause(self, seconds: float) -> None:
+        """Let the load run on for ``seconds`` (the stretch's length, not an assertion)."""
+        self._stop.wait(seconds)
+
+    @property
+    def sents(self) -> list[Sent]:
+        return [self.stream.sent, *(h.sent for h in self.http.values())]
+
+    def acked(self, before_ms: int | None = None) -> set[str]:
+        return set().union(*(s.acked(before_ms) for s in self.sents))
+
+    def wait_acked(self, n: int, timeout_s: float) -> None:
+        wait_until(
+            f"{n} requests acknowledged", lambda: len(self.stream.sent.acked()) >= n, timeout_s
+        )
+
+
+def settle(stack: Stack, ids: set[str], timeout_s: float = 90.0, quiet_s: float = 1.0) -> None:
+    """Wait until every id in ``ids`` is answered, then until no result arrives for
+    ``quiet_s`` (so a second answer, if any were coming, would have been counted)."""
+    results = stack.tally.results
+    wait_until(
+        f"{len(ids)} acknowledged requests answered",
+        lambda: not stack.tally.unanswered(ids),
+        timeout_s,
+        every=0.2,
+    )
+    give_up = time.monotonic() + 20
+
+    def quiet() -> bool:
+        last = stack.tally.read(
+            lambda t: max((t.seen[r][-1] for r in results if t.seen[r]), default=0)
+        )
+        return wall_ms() - last >= quiet_s * 1000 or time.monotonic() > give_up
+
+    wait_until("results quiet", quiet, 30, every=0.2)
+
+
+def counts(stack: Stack, load: Steady) -> dict[str, Any]:
+    """Sent, acknowledged, answered, answered twice, lost, over this stretch's ids."""
+    sent = set().union(*(s.sent_at for s in load.sents))
+    acked = load.acked()
+    failures: Counter[str] = Counter()
+    for s in load.sents:
+        failures.update(s.failures)
+    answers = stack.tally.read(lambda t: {r: t.answers[r] for r in sent})
+    kinds = stack.tally.read(lambda t: Counter(t.kind_of[r] for r in sent if r in t.kind_of))
+    lost = sorted(r for r in acked if not answers[r])
+    twice = sorted(r for r in sent if answers[r] > 1)
+    return {
+        "sent": len(sent),
+        "acknowledged": len(acked),
+        "acknowledged_stream": len(load.stream.sent.acked()),
+        "acknowledged_http": len(acked) - len(load.stream.sent.acked()),
+        "not_acknowledged": dict(failures),
+        "answered": sum(1 for r in sent if answers[r]),
+        "answered_twice": len(twice),
+        "lost": len(lost),
+        "answer_kinds": dict(kinds),
+        "examples": {"lost": lost[:10], "answered_twice": twice[:10]},
+    }

@@ -1,0 +1,102 @@
+"""A Kafka broker that goes away and comes back: the roles reconnect on their own.
+
+Its own tansu broker (memory storage, which a restart would wipe, so the outage is a
+network partition instead: the broker process is frozen with SIGSTOP and thawed with
+SIGCONT; every connection stays open and nothing answers). Every role runs as a process
+of its own (:mod:`.stack`), with ``MODELSTREAM_CONNECT_TIMEOUT_S=2`` so that calls give
+up (``BackplaneUnavailable``) well within the outage, which outlasts the group session
+timeout (3 s) too: groups fall apart and rebalance when the broker is back.
+
+Under steady load the broker is frozen for ``OUTAGE_S``, thawed, and the load goes on;
+then a second stretch of load starts after the recovery. Nobody restarts anything. The
+test checks what an operator would:
+
+* every role process is still running (none gave up);
+* every acknowledged request of both stretches has exactly one answer (0 lost, 0 twice);
+* requests sent after the broker came back are answered (the time from SIGCONT to the
+  first such answer is the recovery time in the report).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelstream.testing.broker import TansuBroker
+
+from .conftest import Reliability
+from .fleet import wall_ms
+from .phase import Steady, counts, settle
+from .stack import running_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
+
+OUTAGE_S = 8.0
+AFTER_S = 3.0
+
+
+@pytest.fixture
+def broker() -> Iterator[TansuBroker]:
+    """A broker of this test's own: freezing the suite's shared one would hurt others."""
+    with TansuBroker.start() as running:
+        try:
+            yield running
+        finally:
+            if running.process.poll() is None:
+                os.kill(running.process.pid, signal.SIGCONT)  # never leave it frozen
+
+
+def test_roles_reconnect_after_the_broker_comes_back(
+    broker: TansuBroker, tmp_path: Path, reliability: Reliability
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    with running_stack(broker.url, tmp_path, tag, connect_timeout_s=2.0) as stack:
+        with Steady(stack, tag="o-during", max_s=OUTAGE_S + 4) as during:
+            during.wait_acked(240, timeout_s=30)
+            frozen_at = wall_ms()
+            os.kill(broker.process.pid, signal.SIGSTOP)
+            during.pause(OUTAGE_S)
+            os.kill(broker.process.pid, signal.SIGCONT)
+            thawed_at = wall_ms()
+        with Steady(stack, tag="o-after", max_s=AFTER_S) as after:
+            after.pause(AFTER_S)
+        stack.check_alive()
+        settle(stack, during.acked() | after.acked(), timeout_s=120)
+        stack.check_alive()
+        first_after = stack.tally.read(
+            lambda t: min(
+                (
+                    t.answered_at[r]
+                    for s in (*during.sents, *after.sents)
+                    for r, at in s.sent_at.items()
+                    if at >= thawed_at and r in t.answered_at
+                ),
+                default=None,
+            )
+        )
+        figures: dict[str, Any] = {
+            "during": counts(stack, during),
+            "after": counts(stack, after),
+            "backplane": "kafka",
+            "injected": f"broker frozen (SIGSTOP) for {OUTAGE_S:.0f} s, then SIGCONT; "
+            "no role restarted",
+            "outage_s": round((thawed_at - frozen_at) / 1000, 2),
+            "recovery_s": None
+            if first_after is None
+            else round((first_after - thawed_at) / 1000, 2),
+            "roles_alive": sorted(c.name for c in stack.fleet.children.values() if c.alive),
+        }
+        reliability.record("test_roles_reconnect_after_the_broker_comes_back", figures)
+
+    for stretch in ("during", "after"):
+        assert figures[stretch]["lost"] == 0, f"acknowledged requests lost: {figures}"
+        assert figures[stretch]["answered_twice"] == 0, f"requests answered twice: {figures}"
+    assert figures["after"]["acknowledged_stream"] > 0, figures
+    assert figures["after"]["acknowledged_http"] > 0, figures
+    assert first_after is not None, "no request sent after the outage was answered"

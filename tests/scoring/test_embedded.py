@@ -1,0 +1,234 @@
+"""The embedded scorer: tables in, the deployed version's answers out, swaps between calls."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from modelstream.errors import InvalidRequest, NotReady, ScoringError
+from modelstream.models.refs import ModelRef
+from modelstream.scoring.embedded import EmbeddedScorer
+from modelstream.scoring.embedded_data import ScoredArrays, output_fields
+from modelstream.testing.models import config
+
+from .conftest import Env, Models
+from .harness import Watcher, force_deployment, wait_until
+
+COLUMNS = ["f0", "f1", "f2", "f3"]
+
+
+@pytest.fixture(params=["memory", pytest.param("sqlite", marks=pytest.mark.integration)])
+def env(request: pytest.FixtureRequest) -> Env:
+    return request.getfixturevalue(f"{request.param}_env")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def scorer(env: Env, onnx_models: Models) -> Iterator[EmbeddedScorer]:
+    """``lr@1`` deployed as champion, and an embedded scorer serving it."""
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 1))
+    with EmbeddedScorer(env.service, backplane=env.backplane, settings=env.settings) as s:
+        assert s.wait_ready(30)
+        yield s
+
+
+def frame(x: np.ndarray, ids: bool = True) -> pd.DataFrame:
+    df = pd.DataFrame(x, columns=COLUMNS)
+    if ids:
+        df.insert(0, "id", [f"row-{i}" for i in range(len(x))])
+    return df
+
+
+def test_every_kind_of_data_gets_the_answers_onnxruntime_gives(
+    scorer: EmbeddedScorer, onnx_models: Models
+) -> None:
+    x = onnx_models.x
+    want = onnx_models.expected(onnx_models.lr[0], x)
+
+    out = scorer.score(frame(x))
+    added = ["prediction", "probability_0", "probability_1", "model", "model_version"]
+    assert list(out.columns) == ["id", *COLUMNS, *added]
+    np.testing.assert_allclose(out[["probability_0", "probability_1"]].to_numpy(), want, atol=1e-6)
+    assert (out["prediction"].to_numpy() == want.argmax(axis=1)).all()
+    assert set(out["model_version"]) == {1} and set(out["model"]) == {"lr"}
+    assert out["id"].tolist() == [f"row-{i}" for i in range(len(x))]
+
+    table = pa.Table.from_pandas(frame(x), preserve_index=False)
+    scored_table = scorer.score(table)
+    assert isinstance(scored_table, pa.Table)
+    np.testing.assert_allclose(
+        scored_table.column("probability_1").to_numpy(), want[:, 1], atol=1e-6
+    )
+    batch = table.to_batches()[0]
+    scored_batch = scorer.score(batch)
+    assert isinstance(scored_batch, pa.RecordBatch) and scored_batch.num_rows == len(x)
+    assert scored_batch.column("model_version").to_pylist() == [1] * len(x)
+
+    arrays = scorer.score(x)
+    assert isinstance(arrays, ScoredArrays) and arrays.ref == ModelRef("lr", 1)
+    np.testing.assert_allclose(arrays.outputs["probabilities"], want, atol=1e-6)
+
+    rows = [dict(zip(COLUMNS, map(float, r), strict=True)) for r in x[:5]]
+    scored_rows = scorer.score(rows)
+    assert [r["model_version"] for r in scored_rows] == [1] * 5
+    assert [r["f0"] for r in scored_rows] == [r["f0"] for r in rows]
+    np.testing.assert_allclose([r["probability_0"] for r in scored_rows], want[:5, 0], atol=1e-6)
+
+    outputs, ref = scorer.score_arrays({"input": x})
+    assert ref == ModelRef("lr", 1)
+    np.testing.assert_allclose(outputs["probabilities"], want, atol=1e-6)
+
+    stats = {s.ref: s for s in scorer.stats()}
+    assert stats[ModelRef("lr", 1)].invocations == 5 * len(x) + 5
+    assert stats[ModelRef("lr", 1)].errors == 0
+
+
+def test_columns_pick_the_features_and_a_table_that_does_not_fit_is_refused(
+    scorer: EmbeddedScorer, onnx_models: Models
+) -> None:
+    x = onnx_models.x[:8]
+    df = frame(x).assign(extra=1.0, region="eu")
+    want = onnx_models.expected(onnx_models.lr[0], x)
+    out = scorer.score(df, columns=COLUMNS)
+    np.testing.assert_allclose(out[["probability_0", "probability_1"]].to_numpy(), want, atol=1e-6)
+    assert out["region"].tolist() == ["eu"] * 8
+    with pytest.raises(InvalidRequest, match="4 features per row"):
+        scorer.score(df.drop(columns=["region"]))
+    with pytest.raises(InvalidRequest, match="no column"):
+        scorer.score(df, columns=["f0", "f1", "f2", "nope"])
+    with pytest.raises(TypeError, match="cannot score"):
+        scorer.score("f0,f1")
+    empty = scorer.score(frame(x[:0]))
+    assert len(empty) == 0 and "model_version" in empty.columns
+
+
+def test_a_new_deployment_is_picked_up_between_calls(
+    env: Env, scorer: EmbeddedScorer, onnx_models: Models
+) -> None:
+    x = onnx_models.x
+    assert set(scorer.score(frame(x))["model_version"]) == {1}
+    env.registry.publish(env.service, "lr", onnx_models.lr[1], format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 2))
+    wait_until(lambda: scorer.serving == ModelRef("lr", 2), 30, "lr@2 to serve")
+    out = scorer.score(frame(x))
+    assert set(out["model_version"]) == {2}
+    want = onnx_models.expected(onnx_models.lr[1], x)
+    np.testing.assert_allclose(out[["probability_0", "probability_1"]].to_numpy(), want, atol=1e-6)
+    assert scorer.swaps == 2 and not scorer.failures
+    assert [str(s.ref) for s in scorer.stats()] == ["lr@1", "lr@2"]
+
+    # A promotion of another model to champion is followed too.
+    env.registry.publish(env.service, "tree", onnx_models.tree, format="onnx")
+    env.registry.deploy(env.service, ModelRef("tree", 1))
+    wait_until(lambda: scorer.serving == ModelRef("tree", 1), 30, "tree@1 to serve")
+    assert set(scorer.score(frame(x))["model"]) == {"tree"}
+
+
+def test_a_tampered_model_is_refused_and_the_old_one_keeps_serving(
+    env: Env, scorer: EmbeddedScorer, onnx_models: Models
+) -> None:
+    watcher = Watcher(env.backplane, env.service)
+    try:
+        good = env.registry.descriptor(env.service, ModelRef("lr", 1))
+        tampered = dataclasses.replace(good, version=2, sha256="0" * 64)
+        env.registry.write_descriptor(tampered)
+        current = env.registry.deployment(env.service)
+        bad = dataclasses.replace(
+            current,
+            models=(dataclasses.replace(current.models[0], ref=ModelRef("lr", 2)),),
+            revision=current.revision + 1,
+        )
+        force_deployment(env.backplane, bad)
+        wait_until(lambda: bool(scorer.failures), 30, "lr@2 to be refused")
+        failure = scorer.failures[0]
+        assert failure.ref == ModelRef("lr", 2) and failure.error_type == "IntegrityError"
+        assert scorer.serving == ModelRef("lr", 1)
+        out = scorer.score(frame(onnx_models.x))
+        assert set(out["model_version"]) == {1}
+        event = watcher.wait_event("load_failed", 2, timeout=20)
+        assert event.serving == 1 and event.scorer == scorer.id
+    finally:
+        watcher.close()
+
+
+def test_written_scores_are_score_records_on_the_scores_topic(
+    env: Env, onnx_models: Models
+) -> None:
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 1))
+    x = onnx_models.x[:10]
+    want = onnx_models.expected(onnx_models.lr[0], x)
+    watcher = Watcher(env.backplane, env.service)
+    try:
+        with EmbeddedScorer(
+            env.service, backplane=env.backplane, settings=env.settings, write_scores=True
+        ) as scorer:
+            assert scorer.wait_ready(30)
+            scorer.score(frame(x))  # ids from the id column
+            scorer.score(x)  # generated ids
+        watcher.drain()
+    finally:
+        watcher.close()
+    assert len(watcher.scores) == 20
+    by_id = {s.request_id: s for s in watcher.scores}
+    assert len(by_id) == 20
+    for i in range(10):
+        s = by_id[f"row-{i}"]
+        assert s.ok and s.ref == "lr@1" and s.role == "champion" and s.batch_size == 10
+        assert s.outputs is not None
+        proba = next(t for t in s.outputs if t.name == "probabilities")
+        assert proba.shape == (1, 2)
+        np.testing.assert_allclose(proba.data, want[i], atol=1e-6)
+    generated = [s for s in watcher.scores if not s.request_id.startswith("row-")]
+    assert len(generated) == 10 and all(s.request_id.startswith(scorer.id) for s in generated)
+
+
+def test_not_ready_before_a_deployment_and_after_close(env: Env, onnx_models: Models) -> None:
+    scorer = EmbeddedScorer(env.service, backplane=env.backplane, settings=env.settings)
+    try:
+        assert not scorer.wait_ready(0.3)
+        with pytest.raises(NotReady, match="no version of the champion"):
+            scorer.score(onnx_models.x)
+        env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+        env.registry.deploy(env.service, ModelRef("lr", 1))
+        assert scorer.wait_ready(30)
+    finally:
+        scorer.close()
+    scorer.close()
+    with pytest.raises(NotReady, match="closed"):
+        scorer.score(onnx_models.x)
+
+
+def test_a_model_that_raises_fails_the_call_and_is_counted(env: Env, onnx_models: Models) -> None:
+    ref = env.registry.publish(
+        env.service,
+        "broken",
+        config(ok_batches=1),  # the warm-up passes
+        format="python",
+        entrypoint="modelstream.testing.models:FailingModel",
+    ).ref
+    env.registry.deploy(env.service, ref, allow_python=True)
+    with EmbeddedScorer(
+        env.service, backplane=env.backplane, settings=env.settings, model="broken"
+    ) as scorer:
+        assert scorer.wait_ready(30)
+        with pytest.raises(ScoringError, match="RuntimeError"):
+            scorer.score(onnx_models.x[:3])
+        (stats,) = scorer.stats()
+        assert stats.errors == stats.invocations == 3
+
+
+def test_output_fields_name_the_scored_columns(env: Env, onnx_models: Models) -> None:
+    d = env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    assert output_fields(d.schema) == [
+        ("prediction", "INT64"),
+        ("probability_0", "FP32"),
+        ("probability_1", "FP32"),
+        ("model", "BYTES"),
+        ("model_version", "INT64"),
+    ]

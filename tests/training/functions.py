@@ -1,0 +1,47 @@
+"""Training functions the tests name as ``tests.training.functions:NAME``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+
+from modelstream.training.warm import continue_fit
+
+
+def _xy(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    return frame.drop(columns="label").to_numpy(np.float32), frame["label"].to_numpy()
+
+
+def train_logreg(frame: pd.DataFrame) -> LogisticRegression:
+    x, y = _xy(frame)
+    return LogisticRegression(max_iter=500).fit(x, y)
+
+
+def train_noise(frame: pd.DataFrame) -> LogisticRegression:
+    """A model fitted on shuffled labels: no better than chance."""
+    x, y = _xy(frame)
+    return LogisticRegression(max_iter=500).fit(x, np.random.default_rng(1).permutation(y))
+
+
+TREES = 100
+ADDED_TREES = 20
+
+
+def train_gbm(frame: pd.DataFrame, parent: Any = None) -> GradientBoostingClassifier:
+    """From scratch: TREES trees. From a parent: ADDED_TREES more trees on the new rows."""
+    x, y = _xy(frame)
+    if parent is not None:
+        model, _ = continue_fit(parent, x, y, add_trees=ADDED_TREES)
+        return model  # type: ignore[no-any-return]
+    return GradientBoostingClassifier(n_estimators=TREES, max_depth=3, random_state=0).fit(x, y)
+
+
+def returns_nothing(frame: pd.DataFrame) -> None:
+    return None
+
+
+not_callable = 42
