@@ -92,7 +92,15 @@ class Watcher:
             got = self.by_request()
             return all(len(got.get(i, ())) >= models for i in ids)
 
-        wait_until(done, timeout, f"{models} score(s) for each of {len(ids)} requests")
+        try:
+            wait_until(done, timeout, f"{models} score(s) for each of {len(ids)} requests")
+        except AssertionError as exc:
+            got = self.by_request()
+            short = sorted(i for i in ids if len(got.get(i, ())) < models)
+            detail = {i: sorted(s.ref for s in got.get(i, ())) for i in short[:10]}
+            raise AssertionError(
+                f"{exc}: {len(short)} request(s) short of scores, e.g. {detail}"
+            ) from None
         return self.by_request()
 
     def wait_event(

@@ -123,7 +123,11 @@ def demo_command(
     duration: float = typer.Option(
         120.0, min=10.0, help="Seconds of traffic (the story is compressed below 60)."
     ),
-    rate: float = typer.Option(50.0, min=5.0, help="Requests per second."),
+    rate: float = typer.Option(
+        20.0,
+        min=5.0,
+        help="Requests per second (every role shares one process: about 40/s is its ceiling).",
+    ),
     deadline_ms: int = typer.Option(250, min=5, help="Deadline of every request."),
     trucks: int = typer.Option(50, min=5, max=500, help="Simulated trucks in the fleet."),
     port: int = typer.Option(0, help="HTTP port (0: any free port)."),
