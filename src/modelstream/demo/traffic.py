@@ -133,7 +133,9 @@ async def run_traffic(
     """
     outcome = Outcome()
     url = f"{base_url}/v2/models/{service}/infer"
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # As many connections as requests in flight: a request queued inside httpx's pool
+    # costs a scan of every connection at each step, which grows without bound under load.
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     timeout = httpx.Timeout(deadline_ms / 1000 + 5.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         tasks: set[asyncio.Task[None]] = set()
