@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleet import Fleet
 from load import Sent
 from rich.console import Console
 from rich.table import Table
 from tally import Tally, scorer_pid
 
 from modelstream.archive.reader import ArchiveReader
+from modelstream.testing.processes import Fleet
 
 
 @dataclass
@@ -153,7 +153,9 @@ def summarize(run: Run) -> dict[str, Any]:
             "pid": run.fleet.by_name(run.killed).pid,
             "at_ms": run.killed_at,
         },
-        "processes": {c.name: {"pid": c.pid, "exit": c.process.poll()} for c in run.fleet.children},
+        "processes": {
+            c.name: {"pid": c.pid, "exit": c.process.poll()} for c in run.fleet.children.values()
+        },
         "died_unasked": run.died_unasked,
         "monitor": _monitor(run),
         "trainer": dict(Counter(e for e, _, _ in t.trainer_events)),

@@ -33,7 +33,6 @@ from types import FrameType
 from typing import Any
 
 import httpx
-from fleet import Fleet, child_env
 from load import HttpLoad, KafkaLoad, Sent, send_labels
 from report import Run, last_snapshot, print_summary, summarize, write_json
 from tally import Tally
@@ -44,6 +43,7 @@ from modelstream.backplane.records import now_ms
 from modelstream.models.registry import Registry
 from modelstream.settings import Settings
 from modelstream.testing.broker import TansuBroker, free_port
+from modelstream.testing.processes import Fleet, child_env
 from modelstream.testing.sklearn import make_dataset, onnx_classifier
 from modelstream.wire.topics import ServiceTopics
 
@@ -263,7 +263,7 @@ def settle(
         ),
         ("the monitor saw the labels", monitor_saw_labels, 10.0),
     ]
-    if any(c.name == "trainer" for c in fleet.children):
+    if any(c.name == "trainer" for c in fleet.children.values()):
         waits.append(("a trainer cycle after the labels", trainer_ran, 8.0))
     for what, condition, timeout_s in waits:
         try:

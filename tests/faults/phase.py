@@ -13,7 +13,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from .fleet import wall_ms
+from modelstream.backplane.records import now_ms
+
 from .stack import Stack, wait_until
 from .traffic import HttpLoad, Sent
 
@@ -93,7 +94,7 @@ def settle(stack: Stack, ids: set[str], timeout_s: float = 90.0, quiet_s: float 
         last = stack.tally.read(
             lambda t: max((t.seen[r][-1] for r in results if t.seen[r]), default=0)
         )
-        return wall_ms() - last >= quiet_s * 1000 or time.monotonic() > give_up
+        return now_ms() - last >= quiet_s * 1000 or time.monotonic() > give_up
 
     wait_until("results quiet", quiet, 30, every=0.2)
 

@@ -32,11 +32,11 @@ from modelstream.backplane.port import Backplane
 from modelstream.models.registry import Registry
 from modelstream.settings import Settings
 from modelstream.testing.broker import free_port
+from modelstream.testing.processes import Fleet, child_env
 from modelstream.testing.sklearn import onnx_classifier
 from modelstream.wire.topics import ServiceTopics
 from tests.features.helpers import echo_model
 
-from .fleet import Fleet, child_env
 from .traffic import HttpLoad, Sent, StreamLoad, Tally
 
 PARTITIONS = 2
@@ -91,7 +91,7 @@ class Stack:
         return self.workdir / "archive"
 
     def check_alive(self) -> None:
-        dead = self.fleet.dead()
+        dead = [c.name for c in self.fleet.dead()]
         if dead:
             raise RuntimeError(f"roles exited on their own: {dead}\n{self.fleet.describe_dead()}")
 

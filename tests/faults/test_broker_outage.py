@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 
+from modelstream.backplane.records import now_ms
 from modelstream.testing.broker import TansuBroker
 
 from .conftest import Reliability
-from .fleet import wall_ms
 from .phase import Steady, counts, settle
 from .stack import running_stack
 
@@ -59,11 +59,11 @@ def test_roles_reconnect_after_the_broker_comes_back(
     with running_stack(broker.url, tmp_path, tag, connect_timeout_s=2.0) as stack:
         with Steady(stack, tag="o-during", max_s=OUTAGE_S + 4) as during:
             during.wait_acked(240, timeout_s=30)
-            frozen_at = wall_ms()
+            frozen_at = now_ms()
             os.kill(broker.process.pid, signal.SIGSTOP)
             during.pause(OUTAGE_S)
             os.kill(broker.process.pid, signal.SIGCONT)
-            thawed_at = wall_ms()
+            thawed_at = now_ms()
         with Steady(stack, tag="o-after", max_s=AFTER_S) as after:
             after.pause(AFTER_S)
         stack.check_alive()

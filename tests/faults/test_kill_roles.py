@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 
 from modelstream.archive.reader import ArchiveReader
+from modelstream.backplane.records import now_ms
 from modelstream.wire.topics import ServiceTopics
 
 from .conftest import Reliability
-from .fleet import wall_ms
 from .phase import Steady, counts, settle
 from .stack import ROLES, Stack, wait_until
 from .traffic import Tally
@@ -94,9 +94,9 @@ def test_a_killed_role_loses_no_acknowledged_request(
     stack.check_alive()
     name = PROCESS[role]
     with Steady(stack, tag=f"k-{role}") as load:
-        started_at = wall_ms()
+        started_at = now_ms()
         load.wait_acked(120, timeout_s=30)  # about half a second of load before the kill
-        killed_at = stack.fleet.kill(name)
+        killed_at = stack.fleet.kill(name).killed_at_ms
         load.pause(DOWN_S)
         child = stack.fleet.restart(name)
         restarted_at = child.started_ms
@@ -107,12 +107,12 @@ def test_a_killed_role_loses_no_acknowledged_request(
 
         wait_until(f"the restarted {role} to serve", served, RECOVERY_TIMEOUT_S, every=0.1)
         load.pause(AFTER_S)
-    stopped_at = wall_ms()
+    stopped_at = now_ms()
     served_at = first_output(stack, role, load, child.pid, restarted_at)
     assert served_at is not None
     acked = load.acked()
     settle(stack, acked)
-    settled_at = wall_ms()
+    settled_at = now_ms()
     figures: dict[str, Any] = counts(stack, load)
 
     before_restart = load.acked(before_ms=restarted_at)

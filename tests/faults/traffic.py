@@ -32,15 +32,13 @@ import numpy.typing as npt
 import orjson
 
 from modelstream.backplane.port import Backplane
-from modelstream.backplane.records import OutRecord, Record
+from modelstream.backplane.records import OutRecord, Record, now_ms
 from modelstream.errors import DecodeError
 from modelstream.features.records import request_record
 from modelstream.wire.requests import InferenceRequest
 from modelstream.wire.results import decode_result
 from modelstream.wire.tensors import Tensor
 from modelstream.wire.topics import ServiceTopics
-
-from .fleet import wall_ms
 
 LATE_HEADER = "x-modelstream-late"
 SCORER_HEADER = "x-modelstream-scorer"
@@ -106,7 +104,7 @@ class StreamLoad:
             self._send(first, range(first, min(count, first + self.batch)))
 
     def _send(self, first: int, indexes: range) -> None:
-        now = wall_ms()
+        now = now_ms()
         to_plain = [self._request(i, now, self.plain.service) for i in indexes if i % 2 == 0]
         to_feat = [self._request(i, now, self.feat.service) for i in indexes if i % 2 == 1]
         with self.sent.lock:
@@ -123,7 +121,7 @@ class StreamLoad:
                 with self.sent.lock:
                     self.sent.failures[type(exc).__name__] += len(requests)
                 continue
-            acked = wall_ms()
+            acked = now_ms()
             with self.sent.lock:
                 for r in requests:
                     self.sent.acked_at[r.id] = acked
@@ -197,7 +195,7 @@ class HttpLoad:
             inputs = [{"name": "reading", "datatype": "FP32", "shape": [1, 1], "data": [0.0]}]
         body = {"id": rid, "inputs": inputs, "parameters": params}
         with self.sent.lock:
-            self.sent.sent_at[rid] = wall_ms()
+            self.sent.sent_at[rid] = now_ms()
         try:
             response = client.post(f"/v2/models/{service}/infer", json=body)
         except httpx.HTTPError as exc:
@@ -206,7 +204,7 @@ class HttpLoad:
             return
         with self.sent.lock:
             if response.status_code == 200:
-                self.sent.acked_at[rid] = wall_ms()
+                self.sent.acked_at[rid] = now_ms()
             else:
                 self.sent.failures[f"HTTP {response.status_code}"] += 1
 
@@ -237,7 +235,7 @@ class Tally:
     def _run(self) -> None:
         while not self._stop.is_set():
             records = self._consumer.poll(max_records=5000, timeout=0.05)
-            now = wall_ms()
+            now = now_ms()
             with self._lock:
                 for record in records:
                     self.seen[record.topic].append(now)

@@ -92,14 +92,14 @@ def serve_command(
     """Run every role of the services in this process: gateway, rendezvous, scorers,
     monitor, archiver, and with --train the trainer and automatic promotion."""
     settings = settings_of(ctx)
-    loop = LoopConfig(
-        train=train,
-        train_every_labels=train_every_labels,
-        train_every_seconds=train_every_seconds,
-        train_window_seconds=train_window,
-        auto_promote=auto_promote,
-        min_labels=min_labels,
-        alpha=alpha,
+    loop = _loop(
+        train,
+        train_every_labels,
+        train_every_seconds,
+        train_window,
+        auto_promote,
+        min_labels,
+        alpha,
     )
     if train is not None and no_archive:
         raise fail("--train reads the archive: drop --no-archive")
@@ -160,14 +160,14 @@ def run_command(
                 )
             if len(bare) == len(services):
                 raise fail("no service has a feature set, so there is nothing to featurize")
-        loop = LoopConfig(
-            train=train,
-            train_every_labels=train_every_labels,
-            train_every_seconds=train_every_seconds,
-            train_window_seconds=train_window,
-            auto_promote=auto_promote,
-            min_labels=min_labels,
-            alpha=alpha,
+        loop = _loop(
+            train,
+            train_every_labels,
+            train_every_seconds,
+            train_window,
+            auto_promote,
+            min_labels,
+            alpha,
         )
         if role is RoleName.TRAINER and train is None and not loop.promotes:
             raise fail("the trainer role needs --train module:function (or --auto-promote)")
@@ -186,3 +186,24 @@ def run_command(
             trainer=role is RoleName.TRAINER,
             loop=loop,
         ).run()
+
+
+def _loop(
+    train: str | None,
+    every_labels: int | None,
+    every_seconds: float | None,
+    window: float | None,
+    auto_promote: bool | None,
+    min_labels: int,
+    alpha: float,
+) -> LoopConfig:
+    """The loop options shared by ``serve`` and ``run``, as one :class:`LoopConfig`."""
+    return LoopConfig(
+        train=train,
+        train_every_labels=every_labels,
+        train_every_seconds=every_seconds,
+        train_window_seconds=window,
+        auto_promote=auto_promote,
+        min_labels=min_labels,
+        alpha=alpha,
+    )

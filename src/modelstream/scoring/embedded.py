@@ -64,7 +64,7 @@ from modelstream.scoring.embedded_data import (
     score_records,
     write_output,
 )
-from modelstream.scoring.loading import prepare, registry_source
+from modelstream.scoring.loading import close_quietly, prepare, registry_source
 from modelstream.scoring.runner import ModelRunner
 from modelstream.scoring.slot import ActiveModel, ModelSlot
 from modelstream.scoring.stats import StatsBook, VersionStats
@@ -164,7 +164,7 @@ class EmbeddedScorer:
         if follower is not None:
             follower.stop()
         for model in self._slot.clear():
-            _close(model)
+            close_quietly(model)
         self._runner.close(wait_s=5.0)
         if self._owns_backplane:
             self.backplane.close()
@@ -285,7 +285,7 @@ class EmbeddedScorer:
         busy = self._runner.busy_models
         for model in self._slot.take_retired():
             if not any(model is b for b in busy):  # a hung call still holds it otherwise
-                _close(model)
+                close_quietly(model)
 
     # -- following the registry --------------------------------------------------------
 
@@ -366,30 +366,15 @@ class EmbeddedScorer:
         if not self.report_events:
             return
         serving = self.serving
-        event = events.ModelEvent(
-            event=kind,
-            service=self.service,
-            model=ref.name,
-            version=ref.version,
-            previous=previous,
+        events.emit(
+            self.backplane,
+            self.service,
+            kind,
+            ref,
+            scorer=self.id,
             serving=None if serving is None else serving.version,
             role=role,
-            error=None if error is None else str(error),
-            error_type=None if error is None else type(error).__name__,
-            timings_ms=timings or {},
-            scorer=self.id,
+            previous=previous,
+            timings=timings,
+            error=error,
         )
-        try:
-            self.backplane.produce(self.topics.model_events, [event.record()])
-        except Exception:  # a lost event must not stop the model from serving
-            log.exception("embedded %s: could not write a %s event", self.service, kind)
-
-
-def _close(resource: object) -> None:
-    closer = getattr(resource, "close", None)
-    if closer is None:
-        return
-    try:
-        closer()
-    except Exception:  # closing is best effort on the way out
-        log.debug("close failed", exc_info=True)

@@ -24,13 +24,19 @@ be read before the descriptor published just ahead of it, so it is usually follo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, now_ms
 from modelstream.errors import DecodeError
+from modelstream.models.refs import ModelRef
 from modelstream.wire import codec
+from modelstream.wire.topics import ServiceTopics
+
+log = logging.getLogger(__name__)
 
 _KIND = "model event"
 
@@ -102,3 +108,41 @@ def decode_model_event(data: bytes) -> ModelEvent:
         scorer=codec.optional(obj, "scorer", str, _KIND) or "",
         at=codec.field(obj, "at", int, _KIND),
     )
+
+
+def emit(
+    backplane: Backplane,
+    service: str,
+    kind: str,
+    ref: ModelRef,
+    *,
+    scorer: str,
+    serving: int | None,
+    role: str | None = None,
+    previous: int | None = None,
+    timings: Mapping[str, float] | None = None,
+    error: Exception | str | None = None,
+) -> None:
+    """Write one event about ``ref`` to ``<service>.model-events``.
+
+    ``error`` is the exception (its type is recorded too) or a reason in words. Never
+    raises: a lost event must not stop a model from serving or a trainer from training,
+    so a failed write is logged and dropped.
+    """
+    event = ModelEvent(
+        event=kind,
+        service=service,
+        model=ref.name,
+        version=ref.version,
+        previous=previous,
+        serving=serving,
+        role=role,
+        error=None if error is None else str(error),
+        error_type=type(error).__name__ if isinstance(error, Exception) else None,
+        timings_ms=dict(timings or {}),
+        scorer=scorer,
+    )
+    try:
+        backplane.produce(ServiceTopics(service).model_events, [event.record()])
+    except Exception:
+        log.exception("%s: could not write a %s event about %s", scorer, kind, ref)

@@ -17,7 +17,7 @@ whatever it had loaded), so the caller keeps the old version on any failure:
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +36,8 @@ from modelstream.scoring.runner import ModelRunner
 from modelstream.scoring.slot import ActiveModel
 from modelstream.settings import Settings
 from modelstream.wire.tensors import DATATYPES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,14 +142,20 @@ def prepare(
         warm(model, warm_timeout_s, descriptor.name)
         lap("warm")
     except BaseException:
-        _close_quietly(model)
+        close_quietly(model)
         raise
     timings["total"] = round((time.perf_counter() - started) * 1000, 3)
     active = ActiveModel(descriptor.ref, role, model, descriptor, now_ms())
     return active, timings
 
 
-def _close_quietly(model: LoadedModel) -> None:
-    # Closing a broken model must not hide why it was refused.
-    with contextlib.suppress(Exception):
-        model.close()
+def close_quietly(resource: object) -> None:
+    """Close ``resource`` if it can be closed; a failure is logged, never raised (closing
+    a broken model must not hide why it was refused, nor stop a role on its way out)."""
+    closer = getattr(resource, "close", None)
+    if closer is None:
+        return
+    try:
+        closer()
+    except Exception:
+        log.debug("closing %r failed", resource, exc_info=True)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from modelstream.backplane.records import OutRecord, Record, TopicPartition, now_ms
+from modelstream.backplane.records import Headers, OutRecord, Record, TopicPartition, now_ms
 from modelstream.errors import DecodeError, InvalidRequest, SchemaMismatch, ScoringError
 from modelstream.scoring.batcher import Arrays, make_batches, request_arrays, split_outputs
 from modelstream.scoring.runner import ModelRunner
@@ -82,6 +82,7 @@ def _score(
     latency_ms: float = 0.0,
     batch_size: int = 1,
     at: int,
+    headers: Headers = (),
 ) -> Scored:
     score = Score(
         request_id=request.id,
@@ -94,7 +95,7 @@ def _score(
         role=active.role,
         batch_size=batch_size,
     )
-    return Scored(score, OutRecord(score.encode(), request.key, timestamp=at))
+    return Scored(score, OutRecord(score.encode(), request.key, headers, timestamp=at))
 
 
 def _tensors(
@@ -132,8 +133,12 @@ def score_records(
     expired: Expired = "error",
     *,
     others: frozenset[str] = frozenset(),
+    headers: Headers = (),
 ) -> Outcome:
-    """Score ``records`` (requests) with ``active``; see the module docstring."""
+    """Score ``records`` (requests) with ``active``; see the module docstring.
+
+    ``headers`` go on every score record (the scorer role names itself there).
+    """
     outcome = Outcome()
     now = now_ms()
     ready: list[tuple[InferenceRequest, Arrays]] = []
@@ -149,17 +154,19 @@ def score_records(
             outcome.skipped += 1
             continue
         if isinstance(verdict, str):
-            outcome.scores.append(_score(request, active, error=verdict, at=now))
+            outcome.scores.append(_score(request, active, error=verdict, at=now, headers=headers))
             continue
         late = -request.remaining_ms(now)
         if late > 0 and expired == "error":
             message = f"expired: deadline passed {late} ms before scoring; not scored"
-            outcome.scores.append(_score(request, active, error=message, at=now))
+            outcome.scores.append(_score(request, active, error=message, at=now, headers=headers))
             continue
         try:
             ready.append((request, request_arrays(request, active.schema)))
         except (InvalidRequest, SchemaMismatch) as exc:
-            outcome.scores.append(_score(request, active, error=f"invalid input: {exc}", at=now))
+            outcome.scores.append(
+                _score(request, active, error=f"invalid input: {exc}", at=now, headers=headers)
+            )
     for batch in make_batches(ready):
         started = time.perf_counter()
         try:
@@ -178,6 +185,7 @@ def score_records(
                         latency_ms=elapsed,
                         batch_size=batch.size,
                         at=at,
+                        headers=headers,
                     )
                 )
             continue
@@ -185,7 +193,13 @@ def score_records(
         for request, part in zip(batch.requests, tensors, strict=True):
             outcome.scores.append(
                 _score(
-                    request, active, outputs=part, latency_ms=elapsed, batch_size=batch.size, at=at
+                    request,
+                    active,
+                    outputs=part,
+                    latency_ms=elapsed,
+                    batch_size=batch.size,
+                    at=at,
+                    headers=headers,
                 )
             )
     return outcome

@@ -54,7 +54,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from modelstream.backplane.port import Backplane, Consumer, StartFrom
@@ -64,7 +64,7 @@ from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.refs import ModelRef
 from modelstream.scoring import events
 from modelstream.scoring.batcher import collect
-from modelstream.scoring.loading import ModelSource, prepare, registry_source
+from modelstream.scoring.loading import ModelSource, close_quietly, prepare, registry_source
 from modelstream.scoring.process import score_records
 from modelstream.scoring.runner import ModelRunner
 from modelstream.scoring.slot import ModelSlot
@@ -160,6 +160,7 @@ class Scorer:
         self.config = config or ScorerConfig()
         self.group = scorer_group(service, self.lane)
         self.id = scorer_id()
+        self._headers = ((SCORER_HEADER, self.id.encode()),)
         self._source = source
         self._follower_factory = follower_factory or registry_follower
         self._follower: Follower | None = None
@@ -205,7 +206,7 @@ class Scorer:
         # Close the models first: that cuts short a call still hung in a model that
         # supports it, so the runner's workers can then be joined quickly.
         for model in self._slot.clear():
-            _close(model)
+            close_quietly(model)
         self._runner.close(wait_s=min(timeout, 5.0))
 
     def __enter__(self) -> Scorer:
@@ -304,23 +305,18 @@ class Scorer:
         error: Exception | None = None,
     ) -> None:
         serving = self.serving
-        event = events.ModelEvent(
-            event=kind,
-            service=self.service,
-            model=ref.name,
-            version=ref.version,
-            previous=previous,
+        events.emit(
+            self.backplane,
+            self.service,
+            kind,
+            ref,
+            scorer=self.id,
             serving=None if serving is None else serving.version,
             role=role,
-            error=None if error is None else str(error),
-            error_type=None if error is None else type(error).__name__,
-            timings_ms=timings or {},
-            scorer=self.id,
+            previous=previous,
+            timings=timings,
+            error=error,
         )
-        try:
-            self.backplane.produce(self.topics.model_events, [event.record()])
-        except Exception:  # an event lost must not stop the model from serving
-            log.exception("%s: could not write a %s event", self.group, kind)
 
     # -- scoring --------------------------------------------------------------------
 
@@ -343,11 +339,11 @@ class Scorer:
                     # uncommitted is lost, at worst it is scored again.
                     self.loop_errors += 1
                     log.exception("%s: scoring failed; resuming from committed offsets", self.group)
-                    _close(consumer)
+                    close_quietly(consumer)
                     consumer = None
                     self._stop.wait(cfg.retry_backoff_s)
         finally:
-            _close(consumer)
+            close_quietly(consumer)
 
     def _step(self, consumer: Consumer) -> None:
         cfg = self.config
@@ -356,20 +352,24 @@ class Scorer:
         for model in self._slot.take_retired():
             if any(model is b for b in busy):
                 continue  # still inside a timed-out call; dropping it is all we can do
-            _close(model)
+            close_quietly(model)
         if not records:
             return
         active = self._slot.current()  # read once: the whole batch uses this version
         assert active is not None
         outcome = score_records(
-            records, active, self._runner, self.topics, cfg.expired, others=self._others
+            records,
+            active,
+            self._runner,
+            self.topics,
+            cfg.expired,
+            others=self._others,
+            headers=self._headers,
         )
         if outcome.dead_letters:
             self.backplane.produce(self.topics.dead_letter, outcome.dead_letters)
         if outcome.scores:
-            tag = ((SCORER_HEADER, self.id.encode()),)
-            outs = [replace(s.out, headers=s.out.headers + tag) for s in outcome.scores]
-            self.backplane.produce(self.topics.scores, outs)
+            self.backplane.produce(self.topics.scores, [s.out for s in outcome.scores])
         consumer.commit(outcome.offsets)
         self.scored += len(outcome.scores)
         self._stats.record_scores(s.score for s in outcome.scores)
@@ -382,13 +382,3 @@ class Scorer:
                 pass
         finally:
             self.stop()
-
-
-def _close(resource: object) -> None:
-    closer = getattr(resource, "close", None)
-    if closer is None:
-        return
-    try:
-        closer()
-    except Exception:  # closing is best effort on the way out
-        log.debug("close failed", exc_info=True)

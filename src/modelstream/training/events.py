@@ -21,8 +21,8 @@ import socket
 from collections.abc import Mapping
 
 from modelstream.backplane.port import Backplane
-from modelstream.scoring.events import ModelEvent
-from modelstream.wire.topics import ServiceTopics
+from modelstream.models.refs import ModelRef
+from modelstream.scoring import events
 
 PUBLISHED = "retrain_published"
 REJECTED = "retrain_rejected"
@@ -46,20 +46,21 @@ def emit(
     error: str | None,
     timings_ms: Mapping[str, float],
     who: str,
-) -> ModelEvent:
-    """Produce one trainer event (``previous`` may be a ModelRef; its version is used)."""
+) -> None:
+    """Write one trainer event (``previous`` may be a ModelRef; its version is used).
+
+    The scorers' :func:`modelstream.scoring.events.emit` writes it, so a failed write is
+    logged, never raised.
+    """
     before = getattr(previous, "version", previous)
-    record = ModelEvent(
-        event=event,
-        service=service,
-        model=model,
-        version=version,
-        previous=before if isinstance(before, int) else None,
-        error=error,
-        timings_ms=dict(timings_ms),
+    events.emit(
+        backplane,
+        service,
+        event,
+        ModelRef(model, version),
         scorer=who,
+        serving=None,
+        previous=before if isinstance(before, int) else None,
+        timings=timings_ms,
+        error=error,
     )
-    topic = ServiceTopics(service).model_events
-    backplane.create_topic(topic)
-    backplane.produce(topic, [record.record()])
-    return record
