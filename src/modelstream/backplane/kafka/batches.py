@@ -29,6 +29,11 @@ from modelstream.errors import BackplaneError, ConfigurationError
 
 # The partition of a delivered message, as a C-level sort key.
 _PARTITION = cast("Callable[[Message], int]", Message.partition)
+_OFFSET = cast("Callable[[Message], int | None]", Message.offset)
+
+
+def _partition_offset(message: Message) -> tuple[int, int]:
+    return _PARTITION(message), _OFFSET(message) or 0
 
 
 def place(
@@ -79,11 +84,14 @@ def delivered(
 ) -> list[Delivered]:
     """Where each of ``records`` landed, in input order.
 
-    ``reports`` are the successful delivery reports of exactly these records, in arrival
-    order; ``placed`` their partitions, from :func:`place`. Sorting both by partition
-    (stable sorts keep input order and arrival order within one) lines each record up
-    with its report. Timestamps are the ones the records were produced with (``now``
-    where a record had none).
+    ``reports`` are the successful delivery reports of exactly these records, in any
+    order; ``placed`` their partitions, from :func:`place`. Within one partition an
+    idempotent producer writes one call's records at increasing offsets in produce
+    order, so records sorted by partition (a stable sort keeps input order) line up with
+    reports sorted by partition and offset. Arrival order is not used: delivery
+    callbacks run in whichever thread polls, so with several producing threads they can
+    append out of order. Timestamps are the ones the records were produced with
+    (``now`` where a record had none).
     """
     if len(reports) != len(records):
         raise BackplaneError(
@@ -91,7 +99,7 @@ def delivered(
             "produce them again"
         )
     order = sorted(range(len(placed)), key=placed.__getitem__)
-    arrived = sorted(reports, key=_PARTITION)
+    arrived = sorted(reports, key=_partition_offset)
     offsets = [0] * len(placed)
     for index, message in zip(order, arrived, strict=True):
         offsets[index] = message.offset() or 0
