@@ -6,6 +6,7 @@ never assumed before polling, and every wait is a bounded polling loop.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from contextlib import ExitStack, closing
@@ -189,6 +190,33 @@ def test_start_latest_skips_what_was_there(backplane: Backplane) -> None:
         backplane.produce(name, keyed(10, "new"))
         got = early + collect(consumer, 10)
     assert sorted(r.value for r in got) == sorted(values(keyed(10, "new")))
+
+
+def test_earliest_consumers_joining_mid_stream_miss_nothing(backplane: Backplane) -> None:
+    """A consumer that starts at the beginning while records are being written gets all
+    of them: where a partition begins is read once, not raced against the producer."""
+    name = unique("midstream")
+    backplane.create_topic(name, 4)
+    sent = keyed(400)
+    producing = threading.Thread(
+        target=lambda: [backplane.produce(name, sent[i : i + 4]) for i in range(0, 400, 4)]
+    )
+    with ExitStack() as stack:
+        producing.start()
+        consumers, early = [], []
+        for _ in range(4):
+            group = unique("midstream-group")
+            consumers.append(stack.enter_context(closing(backplane.consumer([name], group=group))))
+            # Join (and read where each partition begins) while the producer runs.
+            early.append(consumers[-1].poll(max_records=50, timeout=0.0))
+        producing.join()
+        rest = poll_until(
+            consumers,
+            lambda got: all(len(a) + len(b) >= 400 for a, b in zip(early, got, strict=True)),
+        )
+        got = [a + b for a, b in zip(early, rest, strict=True)]
+    for records in got:
+        assert sorted(r.value for r in records) == sorted(values(sent))
 
 
 def test_seek_to_offset_beginning_end_and_time(backplane: Backplane) -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import TopicPartition
+from modelstream.errors import TopicNotFound
 from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.refs import ModelRef
@@ -62,7 +63,11 @@ def seed_lane(backplane: Backplane, service: str, lane: str) -> dict[int, int]:
         return {}
     topic = ServiceTopics(service).requests
     group, base = scorer_group(service, lane), scorer_group(service, lane_name(lane))
-    groups = {g.group: g for g in backplane.describe_topic(topic).groups}
+    try:
+        described = backplane.describe_topic(topic)
+    except TopicNotFound:
+        return {}  # no request yet: every lane starts at the beginning
+    groups = {g.group: g for g in described.groups}
     if group in groups and groups[group].committed:
         return {}
     source = groups.get(base)

@@ -128,8 +128,8 @@ class SqliteConsumer:
         return end
 
     def _beginning(self, tp: TopicPartition) -> int:
-        first = self._conn(tp).execute(schema.FIRST_OFFSET, (tp.partition,)).fetchone()[0]
-        return self._end(tp) if first is None else int(first)
+        first: int = self._conn(tp).execute(schema.BEGINNING, (tp.partition,)).fetchone()[0]
+        return first
 
     # -- reading ------------------------------------------------------------------------
 

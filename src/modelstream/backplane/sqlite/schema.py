@@ -60,6 +60,9 @@ INSERT_RECORD = (
     "INSERT INTO records (partition, offset, ts, key, value, headers) VALUES (?, ?, ?, ?, ?, ?)"
 )
 NEXT_OFFSET = "SELECT COALESCE(MAX(offset) + 1, 0) FROM records WHERE partition = ?"
+# Offsets start at 0 and records are never deleted, so an empty partition begins at 0.
+# One statement, not MIN then MAX: a record committed between two reads would be skipped.
+BEGINNING = "SELECT COALESCE(MIN(offset), 0) FROM records WHERE partition = ?"
 FIRST_OFFSET = "SELECT MIN(offset) FROM records WHERE partition = ?"
 FETCH = (
     "SELECT offset, ts, key, value, headers FROM records"
