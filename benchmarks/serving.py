@@ -28,10 +28,8 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,42 +41,29 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from loadgen import (
+    HEY_RATES,
+    cpu_seconds,
+    ensure_tools,
+    free_port,
+    load,
+    per_request,
+    run_hey,
+    run_wrk,
+)
+
 SERVICE = "bench"
 FEATURES = 20
 DEADLINE_MS = 50
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 STREAM_REPLY_TOPIC = f"{SERVICE}.replies.stream-bench"
-# (total req/s, workers): hey workers are closed loops, so each sends 10 req/s and can
-# absorb up to 100 ms of latency before the offered rate drops.
-HEY_RATES = ((300, 30), (1000, 100))
 
 
-def load() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def ensure_tools() -> None:
-    missing = [t for t in ("hey", "wrk") if shutil.which(t) is None]
-    if missing:
-        print(f"installing {' '.join(missing)} with apt-get", flush=True)
-        subprocess.run(["apt-get", "install", "-y", *missing], check=True, capture_output=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def prepare_backplane(root: Path) -> list[list[float]]:
-    """Publish and deploy the three models; return a few input rows."""
+def prepare_backplane(
+    root: Path, challengers: tuple[str, ...] = ("logreg", "tree"), gbm: bytes | None = None
+) -> list[list[float]]:
+    """Publish and deploy gbm (champion; ``gbm``: its ONNX bytes, trained here if None)
+    and ``challengers``; return a few input rows."""
     from modelstream.backplane.factory import open_backplane
     from modelstream.models.deployment import Policy
     from modelstream.models.refs import ModelRef
@@ -92,13 +77,13 @@ def prepare_backplane(root: Path) -> list[list[float]]:
     try:
         registry = Registry(bp, settings)
         data = None
-        for name, kind in (("gbm", "gbm"), ("logreg", "logreg"), ("tree", "tree")):
+        for kind in ("gbm", *challengers):
             model, data = onnx_classifier(kind, features=FEATURES, trees=100)  # type: ignore[arg-type]
-            registry.publish(SERVICE, name, model, format="onnx")
+            registry.publish(SERVICE, kind, gbm if kind == "gbm" and gbm else model, format="onnx")
         registry.deploy(
             SERVICE,
             ModelRef("gbm", 1),
-            challengers=[ModelRef("logreg", 1), ModelRef("tree", 1)],
+            challengers=[ModelRef(kind, 1) for kind in challengers],
             policy=Policy(),
             deadline_ms=DEADLINE_MS,
         )
@@ -149,75 +134,6 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
-
-
-def per_request(cpu_s: float, status: dict[int, int]) -> float:
-    return round(cpu_s * 1000 / max(1, sum(status.values())), 3)
-
-
-def run_hey(url: str, body: Path, rate: int, workers: int, seconds: int) -> dict[str, Any]:
-    per_worker = max(1, rate // workers)
-    before = load()
-    out = subprocess.run(
-        [
-            *("hey", "-z", f"{seconds}s", "-q", str(per_worker), "-c", str(workers)),
-            *("-m", "POST", "-T", "application/json", "-D", str(body), url),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
-    pct = {int(p): float(s) * 1000 for p, s in re.findall(r"(\d+)% in ([\d.]+) secs", out)}
-    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    errors = re.search(r"Error distribution:(.*)", out, re.S)
-    return {
-        "target_rps": rate,
-        "workers": workers,
-        "achieved_rps": round(float(rps.group(1)), 1) if rps else 0.0,
-        "p50_ms": round(pct.get(50, 0.0), 2),
-        "p90_ms": round(pct.get(90, 0.0), 2),
-        "p99_ms": round(pct.get(99, 0.0), 2),
-        "status": codes,
-        "errors": errors.group(1).strip()[:300] if errors else "",
-        "load_before": before,
-        "load_after": load(),
-    }
-
-
-def run_wrk(url: str, body: str, seconds: int, connections: int, root: Path) -> dict[str, Any]:
-    script = root / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [[{body}]]\n"
-    )
-    before = load()
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
-    total = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    pct = dict(re.findall(r"\s(50|99)%\s+([\d.]+\w+)", out))
-    requests, elapsed = (int(total.group(1)), float(total.group(2))) if total else (0, 1.0)
-    if total and total.group(3) == "ms":
-        elapsed /= 1000
-    bad = int(non2xx.group(1)) if non2xx else 0
-    return {
-        "connections": connections,
-        "requests": requests,
-        "non_2xx": bad,
-        "peak_rps": round((requests - bad) / elapsed, 1),
-        "p50": pct.get("50", ""),
-        "p99": pct.get("99", ""),
-        "load_before": before,
-        "load_after": load(),
-    }
 
 
 # -- streaming: a producer process and a reader process ---------------------------------

@@ -157,6 +157,11 @@ class Fleet:
         """Remember a request about ``entity`` at ``t`` so its label comes when known."""
         self._pending[entity].append((request_id, t))
 
+    @property
+    def pending_labels(self) -> int:
+        """Requests remembered whose label is not known yet."""
+        return sum(len(p) for p in self._pending.values())
+
     def due_labels(self, now: int) -> list[TruthLabel]:
         """Labels that became known by ``now`` (failures first, then quiet horizons)."""
         out, self._due = self._due, []

@@ -8,9 +8,12 @@
   ``<service>.labels`` (by request id), and at ``drift_at_s`` changes the world;
 * **the watcher**: every second it reads the monitor (the champion's measured quality,
   new alerts), the deployment timeline, and the loop's promotions. After the drift, the
-  first alert makes it retrain: the serving loop's trainer runs a cycle on the labelled
-  archive since the drift and deploys the new version as a challenger, and the promoter
-  then judged every few seconds: :func:`~modelstream.rendezvous.promotion.auto_promote`
+  first alert makes it retrain: once enough labels about requests since the drift have
+  arrived (the trainer's ``min_rows``; counted as they are written, so the archive is
+  not read in vain), the serving loop's trainer runs a cycle on the labelled archive
+  since the drift and deploys the new version as a challenger. Once ``min_labels``
+  labels about requests since it went live have arrived, it is judged every few
+  seconds: :func:`~modelstream.rendezvous.promotion.auto_promote`
   over the archive since it went live, against the champion, promoting it when it wins
   at 1% significance on at least ``min_labels`` paired labelled requests (the deployment
   record's reason states the evidence). (If no alert has come by ``retrain_by_s``, it
@@ -131,6 +134,8 @@ class Story:
         self._alerts_seen: set[tuple[str, str, int]] = set()
         self._entities = fleet.entities
         self._pick = random.Random(11)
+        # Labels written so far about requests at or after an event time (see _labelled).
+        self._label_times: list[int] = []
 
     # -- the clock of the story ------------------------------------------------------------
 
@@ -226,6 +231,7 @@ class Story:
             bp.produce(self.topics.labels, records)
             for truth in labels:
                 self.truth[truth.request_id] = truth.value
+                self._label_times.append(truth.event_time)
             self.seen.labels += len(labels)
 
     def _watch(self) -> None:
@@ -266,6 +272,15 @@ class Story:
             self.seen.timeline.append((self.elapsed(), deployment.reason or "(no reason)"))
         self._timeline_seen = len(history)
 
+    def _labelled(self, since_ms: int) -> int:
+        """How many labels have been written about requests made at or after ``since_ms``."""
+        return sum(1 for t in self._label_times if t >= since_ms)
+
+    def labels_pending(self) -> int:
+        """Requests whose label is not known yet."""
+        with self._lock:
+            return self.fleet.pending_labels
+
     def _maybe_retrain(self, now: float) -> None:
         if self._retrained or self._drifted_at_ms is None or now < self._next_retrain:
             return
@@ -275,10 +290,14 @@ class Story:
         if not self.serving.trainers:
             return
         trainer = self.serving.trainers[0].trainer
+        # Reading the archive is the costly part of a cycle that would be skipped: wait
+        # until the labels it needs have been written (the archive lags them a little).
+        if self._labelled(self._drifted_at_ms) < trainer.config.min_rows:
+            return
         result = trainer.run_once(start_ms=self._drifted_at_ms, end_ms=now_ms())
         if result.published is None:
             log.info("demo retrain: %s", result.reason)
-            self._next_retrain = now + 1.5
+            self._next_retrain = now + 2.0
             return
         self._retrained = True
         why = "on schedule (no alert yet)" if scheduled else "on the alert"
@@ -301,8 +320,10 @@ class Story:
             return
         if now < self._next_judgement:
             return
-        self._next_judgement = now + 3.0
         ref, since = self._candidate
+        if self._labelled(int(since.timestamp() * 1000)) < self.min_labels:
+            return  # not enough evidence can be in the archive yet
+        self._next_judgement = now + 3.0
         verdict = auto_promote(
             self.serving.registry,
             ArchiveReader(self.serving.settings.archive_root()),
@@ -340,9 +361,12 @@ class Story:
         return phases
 
     def settle(self, timeout: float) -> None:
-        """Keep the world running (labels still arrive) until the promotion, or at most
-        ``timeout`` seconds: the end of the story comes after the last request."""
+        """Keep the world running after the last request until its labels are known and the
+        retrained challenger is judged, or at most ``timeout`` seconds: the quality after
+        the promotion is measured on labels that arrive after the traffic ends."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.reached(PROMOTED):
+        while time.monotonic() < deadline:
+            if self.labels_pending() == 0 and (self._candidate is None or self.reached(PROMOTED)):
+                return
             if self._stop.wait(0.25):
                 return

@@ -1,0 +1,134 @@
+"""External load generators and the measurements around them, shared by the benchmarks.
+
+``hey`` drives a fixed rate (latency percentiles), ``wrk`` the peak (2xx req/s). Both are
+installed with apt-get when missing. Every run records the 1-minute load average before
+and after, since the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+# (total req/s, workers): hey workers are closed loops, so each sends 10 req/s and can
+# absorb up to 100 ms of latency before the offered rate drops.
+HEY_RATES = ((300, 30), (1000, 100))
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its live descendants (servers with worker processes)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            parents[int(entry.name)] = int(fields[1])
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += cpu_seconds(current)
+        except OSError:
+            continue
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return total
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("hey", "wrk") if shutil.which(t) is None]
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get", flush=True)
+        subprocess.run(["apt-get", "install", "-y", *missing], check=True, capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def per_request(cpu_s: float, status: dict[int, int]) -> float:
+    return round(cpu_s * 1000 / max(1, sum(status.values())), 3)
+
+
+def run_hey(url: str, body: Path, rate: int, workers: int, seconds: int) -> dict[str, Any]:
+    per_worker = max(1, rate // workers)
+    before = load()
+    out = subprocess.run(
+        [
+            *("hey", "-z", f"{seconds}s", "-q", str(per_worker), "-c", str(workers)),
+            *("-m", "POST", "-T", "application/json", "-D", str(body), url),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    pct = {int(p): float(s) * 1000 for p, s in re.findall(r"(\d+)% in ([\d.]+) secs", out)}
+    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Error distribution:(.*)", out, re.S)
+    return {
+        "target_rps": rate,
+        "workers": workers,
+        "achieved_rps": round(float(rps.group(1)), 1) if rps else 0.0,
+        "p50_ms": round(pct.get(50, 0.0), 2),
+        "p90_ms": round(pct.get(90, 0.0), 2),
+        "p99_ms": round(pct.get(99, 0.0), 2),
+        "status": codes,
+        "errors": errors.group(1).strip()[:300] if errors else "",
+        "load_before": before,
+        "load_after": load(),
+    }
+
+
+def run_wrk(url: str, body: str, seconds: int, connections: int, root: Path) -> dict[str, Any]:
+    script = root / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [[{body}]]\n"
+    )
+    before = load()
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    pct = dict(re.findall(r"\s(50|99)%\s+([\d.]+\w+)", out))
+    requests, elapsed = (int(total.group(1)), float(total.group(2))) if total else (0, 1.0)
+    if total and total.group(3) == "ms":
+        elapsed /= 1000
+    bad = int(non2xx.group(1)) if non2xx else 0
+    return {
+        "connections": connections,
+        "requests": requests,
+        "non_2xx": bad,
+        "peak_rps": round((requests - bad) / elapsed, 1),
+        "p50": pct.get("50", ""),
+        "p99": pct.get("99", ""),
+        "load_before": before,
+        "load_after": load(),
+    }
