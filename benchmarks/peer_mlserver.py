@@ -23,9 +23,9 @@ from typing import Any
 
 VERSION = "1.7"
 VENV = Path(__file__).resolve().parent.parent / ".bench" / f"mlserver-{VERSION}"
-# uvloop 0.22 made get_event_loop() raise without a current loop, which kills MLServer
-# 1.7's parallel inference worker at start (mlserver/parallel/worker.py, _ignore_signals):
-# the uvloop of MLServer 1.7's time is pinned so that its default settings run.
+# The newest uvloop (0.23) raises from get_event_loop() without a current loop, which
+# kills MLServer 1.7's parallel inference worker at start (mlserver/parallel/worker.py,
+# _ignore_signals): an older uvloop (0.21) is pinned so that its default settings run.
 PACKAGES = (f"mlserver=={VERSION}.*", "uvloop<0.22", "onnxruntime", "numpy")
 
 RUNTIME = '''"""onnxruntime behind MLServer's custom-runtime API (by benchmarks/peers.py)."""
