@@ -338,6 +338,24 @@ def test_a_new_member_resumes_from_the_committed_offsets(backplane_factory: Fact
     assert again[-1].value == b"late"
 
 
+def test_offsets_set_from_outside_a_new_group_are_where_it_starts(
+    backplane: Backplane,
+) -> None:
+    name, group = unique("setoffsets"), unique("setoffsets-group")
+    backplane.create_topic(name, 2)
+    backplane.produce(
+        name, [OutRecord(f"p{p}-{i}".encode(), partition=p) for p in (0, 1) for i in range(5)]
+    )
+    backplane.set_group_offsets(group, {TopicPartition(name, 0): 3})
+    with closing(backplane.consumer([name], group=group)) as consumer:
+        got = collect(consumer, 7)
+        assert consumer.committed([TopicPartition(name, 0)]) == {TopicPartition(name, 0): 3}
+    # Partition 0 resumes at offset 3; partition 1, with nothing set, starts at the beginning.
+    assert sorted(r.value for r in got) == sorted(
+        [b"p0-3", b"p0-4"] + [f"p1-{i}".encode() for i in range(5)]
+    )
+
+
 def test_the_group_lag_shows_in_describe(backplane: Backplane) -> None:
     name, group = unique("lag"), unique("group")
     backplane.create_topic(name, 2)

@@ -92,6 +92,10 @@ class MemoryBackplane:
         with self._cond:
             return sorted((t.spec for t in self._topics.values()), key=lambda s: s.name)
 
+    def set_group_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        with self._cond:
+            self._groups.setdefault(group, _Group()).committed.update(offsets)
+
     def describe_topic(self, name: str) -> TopicDescription:
         with self._cond:
             topic = self._topics.get(name)

@@ -131,6 +131,12 @@ class Backplane(Protocol):
         """Partitions with their offsets, and every group with committed offsets and lag."""
         ...
 
+    def set_group_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        """Set ``group``'s committed next offset per partition from outside the group, as
+        an operator's offset reset does. For a group with no active member (a new one):
+        its first member starts there. Other partitions' offsets are kept."""
+        ...
+
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
         """Append ``records`` to ``topic``; return once all are durable, in input order."""
         ...

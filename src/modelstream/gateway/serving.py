@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 
 from modelstream.backplane.port import Backplane
@@ -46,6 +47,8 @@ from modelstream.settings import Settings
 from modelstream.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S = 20.0  # how long start() waits for the stream roles to own partitions
 
 
 def deployed_services(registry: Registry, wanted: Sequence[str] = ()) -> list[str]:
@@ -191,6 +194,17 @@ class Serving:
             lanes = set(self.registry.deployment(pool.service).lanes())
             if not pool.wait_for(lanes, load_timeout):
                 log.warning("scorers of %s not all ready after %.0f s", pool.service, load_timeout)
+        # Answer no request before the stream roles read their partitions (a Kafka group
+        # join takes seconds): until then a request would get neither a score nor even
+        # the fallback. Bounded: a member beyond the partition count is a standby.
+        join_by = time.monotonic() + min(load_timeout, JOIN_TIMEOUT_S)
+        joining: list[tuple[str, Rendezvous | ScorerPool]] = [
+            (f"the rendezvous of {r.topics.service}", r) for r in self.rendezvous
+        ]
+        joining += [(f"a scorer of {p.service}", p) for p in self.pools]
+        for what, role in joining:
+            if not role.wait_assigned(max(0.0, join_by - time.monotonic())):
+                log.warning("%s reads no partition yet (a standby member?)", what)
         for t in self.trainers:
             t.start()
         if self.promoter is not None:

@@ -73,11 +73,10 @@ def seed_lane(backplane: Backplane, service: str, lane: str) -> dict[int, int]:
     source = groups.get(base)
     if source is None or not source.committed:
         return {}
-    seeder = backplane.consumer([topic], group=group)
-    try:
-        seeder.commit({TopicPartition(topic, p): o for p, o in source.committed.items()})
-    finally:
-        seeder.close()
+    # From outside the group: on Kafka a consumer cannot commit before it has joined.
+    backplane.set_group_offsets(
+        group, {TopicPartition(topic, p): o for p, o in source.committed.items()}
+    )
     log.info("%s: lane %s starts at the offsets of lane %s", service, lane, lane_name(lane))
     return dict(source.committed)
 
@@ -293,6 +292,14 @@ class ScorerPool:
                 return False
             scorers = list(self._scorers.values())
         return all(s.wait_ready(max(0.0, deadline - time.monotonic())) for s in scorers)
+
+    def wait_assigned(self, timeout: float) -> bool:
+        """Wait until every running scorer reads at least one partition (see
+        :meth:`Scorer.wait_assigned`)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            scorers = list(self._scorers.values())
+        return all(s.wait_assigned(max(0.0, deadline - time.monotonic())) for s in scorers)
 
     def stats(self) -> list[VersionStats]:
         """Figures per model version of every running (and draining) scorer."""

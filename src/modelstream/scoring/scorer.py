@@ -171,6 +171,7 @@ class Scorer:
         self._failed: dict[ModelRef, str] = {}  # ref -> sha256 that failed to load
         self._missing: set[ModelRef] = set()
         self._stop = threading.Event()
+        self._assigned = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.scored = 0  # requests answered (with outputs or an error)
@@ -229,6 +230,12 @@ class Scorer:
     def wait_ready(self, timeout: float) -> bool:
         """Wait until a version serves; whether one does within ``timeout`` seconds."""
         return self._slot.wait_ready(timeout)
+
+    def wait_assigned(self, timeout: float) -> bool:
+        """Wait until this scorer's consumer reads at least one partition (on Kafka, a
+        group join takes seconds); whether it does within ``timeout`` seconds. A member
+        beyond the partition count never does: it is a standby."""
+        return self._assigned.wait(timeout)
 
     def stats(self) -> list[VersionStats]:
         """Figures per model version answered by this scorer since it started."""
@@ -348,6 +355,8 @@ class Scorer:
     def _step(self, consumer: Consumer) -> None:
         cfg = self.config
         records = collect(consumer.poll, cfg.max_batch, cfg.max_wait_ms, cfg.poll_timeout_s)
+        if not self._assigned.is_set() and consumer.assignment():
+            self._assigned.set()
         busy = self._runner.busy_models
         for model in self._slot.take_retired():
             if any(model is b for b in busy):

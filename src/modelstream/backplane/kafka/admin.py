@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as KafkaTP
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from modelstream.backplane.kafka import config
 from modelstream.backplane.kafka.members import count_members
-from modelstream.backplane.records import GroupInfo, TopicSpec
+from modelstream.backplane.records import GroupInfo, TopicPartition, TopicSpec
 from modelstream.errors import BackplaneUnavailable, ConfigurationError, TopicNotFound
 from modelstream.settings import Settings
 
@@ -155,6 +157,14 @@ class KafkaAdmin:
             time.sleep(0.05)
 
     # -- groups ---------------------------------------------------------------------------
+
+    def set_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit ``offsets`` for ``group`` as an admin (the group must have no member)."""
+        request = ConsumerGroupTopicPartitions(
+            group, [KafkaTP(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
+        )
+        future = self._client.alter_consumer_group_offsets([request])[group]
+        self._result(future, "set group offsets")
 
     def groups(self, topic: str, ends: dict[int, int]) -> list[GroupInfo]:
         """Every group with committed offsets on ``topic``: offsets, lag against ``ends``."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, Producer
 
@@ -78,6 +78,9 @@ class KafkaBackplane:
 
     def list_topics(self) -> list[TopicSpec]:
         return self.admin.all()
+
+    def set_group_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        self.admin.set_offsets(group, offsets)
 
     def describe_topic(self, name: str) -> TopicDescription:
         spec = self.admin.spec(name)

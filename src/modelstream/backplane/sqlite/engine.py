@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from modelstream.backplane.partitioner import partition_for
@@ -27,6 +27,7 @@ from modelstream.backplane.records import (
     PartitionInfo,
     Record,
     TopicDescription,
+    TopicPartition,
     TopicSpec,
     now_ms,
 )
@@ -193,6 +194,10 @@ class SqliteBackplane:
     def list_topics(self) -> list[TopicSpec]:
         with schema.guard(self._path):
             return sorted((e.spec for e in self.catalog().values()), key=lambda s: s.name)
+
+    def set_group_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        with schema.guard(self._path):
+            groups.commit(self._meta(), group, "", offsets, now_ms())
 
     def describe_topic(self, name: str) -> TopicDescription:
         with schema.guard(self._path):
