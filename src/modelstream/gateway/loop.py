@@ -38,7 +38,7 @@ from modelstream.models.registry import Registry
 from modelstream.monitoring.config import MonitorConfig
 from modelstream.rendezvous.promotion import PromotionVerdict, auto_promote
 from modelstream.training.config import TrainerConfig
-from modelstream.training.trainer import Trainer
+from modelstream.training.trainer import Trainer, import_training_stack
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,10 @@ class TrainerThread:
         return self.trainer.service
 
     def start(self) -> TrainerThread:
+        """Start the trigger thread; the training stack is imported first (see
+        :func:`~modelstream.training.trainer.import_training_stack`)."""
         if self._thread is None:
+            import_training_stack()
             self._thread = threading.Thread(
                 target=self._loop, name=f"trainer-{self.service}", daemon=True
             )

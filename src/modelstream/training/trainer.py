@@ -39,6 +39,15 @@ from modelstream.wire.topics import ServiceTopics
 log = logging.getLogger(__name__)
 
 
+def import_training_stack() -> None:
+    """Import now what a training cycle imports lazily (skl2onnx to convert, skops to
+    checkpoint, which pulls in much of scikit-learn and even pytest). An import holds the
+    GIL throughout: done by the first cycle in a process that also serves, it would stall
+    every other role for several hundred milliseconds and requests would miss deadlines."""
+    import skl2onnx  # noqa: F401
+    import skops.io  # noqa: F401
+
+
 class Trainer:
     """Periodic retraining of one service (see the module doc)."""
 
