@@ -30,7 +30,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from modelstream.models.refs import ModelRef
 from modelstream.monitoring.alerts import Alert
 from modelstream.rendezvous.promotion import auto_promote
 from modelstream.wire.labels import Label
+from modelstream.wire.requests import new_request_id
 from modelstream.wire.topics import ServiceTopics
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class Story:
 
     def ask(self) -> tuple[str, str]:
         """The next request: a fresh id about a random-ish truck, remembered for its label."""
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         with self._lock:
             entity = self._pick.choice(self._entities)
             self.fleet.requested(request_id, entity, now_ms())

@@ -12,7 +12,7 @@ Contracts:
   do not fit the model's schema, raises ``InvalidRequest`` naming the input; nothing is
   produced.
 * **Request id.** The body's ``id`` when given (it must be unique: the rendezvous answers
-  an id once, so a reused id is not answered again), else a fresh uuid4. Labels sent
+  an id once, so a reused id is not answered again), else a fresh random 128-bit hex id. Labels sent
   later join on this id.
 * **Deadline.** ``parameters.deadline_ms`` when given, else the deployment's
   ``deadline_ms``, counted from when the gateway received the request. The gateway
@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,7 +54,7 @@ from modelstream.models.refs import ModelRef
 from modelstream.models.schema import ModelSchema
 from modelstream.scoring.batcher import FEATURES_INPUT
 from modelstream.settings import Settings
-from modelstream.wire.requests import InferenceRequest
+from modelstream.wire.requests import InferenceRequest, new_request_id
 from modelstream.wire.results import Result
 from modelstream.wire.topics import ServiceTopics, check_name
 
@@ -187,7 +186,7 @@ class DataPlane:
         now = now_ms()
         deadline_ms = call.deadline_ms or view.deployment.deadline_ms
         request = InferenceRequest(
-            id=call.id or uuid.uuid4().hex,
+            id=call.id or new_request_id(),
             service=service,
             event_time=now,
             deadline=now + deadline_ms,

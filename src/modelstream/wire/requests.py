@@ -20,6 +20,7 @@ its scores and its result, lands in the same partition number)::
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,16 @@ from modelstream.wire import codec
 from modelstream.wire.tensors import Tensor
 
 _KIND = "request"
+
+
+def new_request_id() -> str:
+    """A fresh random id of 128 bits as 32 hex digits (as much randomness as a uuid4).
+
+    Drawn from :mod:`random` (seeded from the OS, reseeded in a forked child), not from
+    ``os.urandom`` per call: that system call releases the GIL, and under load the
+    gateway's event loop then waits a whole switch interval to get it back.
+    """
+    return f"{random.getrandbits(128):032x}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,12 @@ records at once too.
 * :class:`Wakeups` — a consumer registers a :class:`threading.Event` for the topic
   files it reads, for as long as it is open. A producer of this process calls
   :meth:`Wakeups.changed` right after its commit, which sets the events of that file's
-  consumers at once. Commits by *other* processes are noticed by ONE watcher thread per
-  directory, which checks ``PRAGMA data_version`` of the watched files every
-  millisecond (every 5 ms once nothing has changed for 0.2 s), and only while some file
-  is watched. So the cost of waiting no longer grows with the number of consumer
-  threads, and a local record is seen without any polling delay.
+  consumers at once (and brings the watcher's view of the file up to date, so the
+  watcher does not wake them a second time). Commits by *other* processes are noticed
+  by ONE watcher thread per directory, which checks ``PRAGMA data_version`` of the
+  watched files every millisecond (every 5 ms once nothing has changed for 0.2 s), and
+  only while some file is watched. So the cost of waiting no longer grows with the
+  number of consumer threads, and a local record is seen without any polling delay.
 * :func:`write_lock` — one :class:`threading.Lock` per database file, taken around every
   write transaction of this process (:func:`~modelstream.backplane.sqlite.schema.transaction`).
   Threads of one process then queue on a lock that hands over at once, instead of in
@@ -25,6 +26,7 @@ records; a commit after that look either sets the event (local producer) or chan
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -91,6 +93,11 @@ class Wakeups:
             return
         with self._lock:
             events = list(watched.waiters)
+            # Catch the watcher's view up first: this commit (and any before it) wakes
+            # everyone now, so the watcher must not wake them all again a moment later.
+            if watched.conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    watched.version = watched.conn.execute("PRAGMA data_version").fetchone()[0]
         for event in events:
             event.set()
 
