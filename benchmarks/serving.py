@@ -15,9 +15,15 @@ deadline 50 ms), then drives it with load generators that are not our code:
 Targets on 2 cores: p99 <= 10 ms at 1,000 req/s; streaming >= 20,000 req/s.
 The machine may be shared: every figure is reported with the load average of the time.
 All traffic stays on loopback. Installs ``hey`` and ``wrk`` with apt-get if missing.
-Prints a table and writes ``benchmarks/results/serving.json``. Bounded: under 4 minutes.
+With ``--layout processes`` the same set-up runs as five processes instead of one
+(``modelstream run gateway``, ``run rendezvous``, ``run scorer --model M`` for each
+model): how an operator uses every core of one machine, since one process's roles share
+one interpreter lock.
 
-    .venv/bin/python benchmarks/serving.py [--quick]
+Prints a table and writes ``benchmarks/results/serving.json`` (``serving-processes.json``
+for the processes layout). Bounded: under 4 minutes.
+
+    .venv/bin/python benchmarks/serving.py [--quick] [--layout serve|processes]
 """
 
 from __future__ import annotations
@@ -125,15 +131,66 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("modelstream serve did not become ready")
 
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        _terminate([self.proc])
         self._log.close()
+
+
+class Processes:
+    """Each role a process of its own, as an operator scales out on one machine:
+    ``modelstream run gateway``, ``run rendezvous`` and ``run scorer --model M`` per model,
+    all on one SQLite backplane (same interface as :class:`Server`)."""
+
+    MODELS = ("gbm", "logreg", "tree")
+
+    def __init__(self, root: Path, port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.options = [
+            "run gateway",
+            "run rendezvous",
+            *(f"run scorer --model {m}" for m in self.MODELS),
+        ]
+        exe = Path(sys.executable).with_name("modelstream")
+        base = [str(exe), "--backplane", f"sqlite://{root}", "run"]
+        roles = [["gateway", "-s", SERVICE, "-p", str(port)], ["rendezvous", "-s", SERVICE]]
+        roles += [["scorer", "-s", SERVICE, "--model", m] for m in self.MODELS]
+        self._logs = [
+            log.with_name(f"{log.stem}-{i}-{r[0]}.log").open("wb") for i, r in enumerate(roles)
+        ]
+        self.procs = [
+            subprocess.Popen([*base, *role], stdout=out, stderr=subprocess.STDOUT)
+            for role, out in zip(roles, self._logs, strict=True)
+        ]
+        self.proc = self.procs[0]  # the gateway: readiness is asked of it
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        Server.wait_ready(self, timeout)  # type: ignore[arg-type]
+        time.sleep(3)  # the other processes' groups join meanwhile; readiness is the gateway's
+
+    def stop(self) -> None:
+        _terminate(self.procs)
+        for out in self._logs:
+            out.close()
+
+
+def _terminate(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 # -- streaming: a producer process and a reader process ---------------------------------
@@ -268,7 +325,14 @@ def main() -> None:
     parser.add_argument("--stream-requests", type=int, default=60_000)
     parser.add_argument("--stream-window", type=int, default=1_500, help="max unanswered")
     parser.add_argument("--stream-deadline-ms", type=int, default=2_000)
+    parser.add_argument(
+        "--layout",
+        choices=("serve", "processes"),
+        default="serve",
+        help="one `modelstream serve` process, or one process per role",
+    )
     args = parser.parse_args()
+    results = RESULTS if args.layout == "serve" else RESULTS.with_name("serving-processes.json")
     seconds = 5 if args.quick else 10
     ensure_tools()
     console = Console()
@@ -282,13 +346,15 @@ def main() -> None:
             "policy": "preference",
             "deadline_ms": DEADLINE_MS,
             "backplane": "sqlite",
+            "layout": args.layout,
         },
     }
-    server: Server | None = None
+    server: Server | Processes | None = None
     try:
         rows = prepare_backplane(root / "bp")
         port = free_port()
-        server = Server(root / "bp", port, root / "serve.log")
+        layout = Server if args.layout == "serve" else Processes
+        server = layout(root / "bp", port, root / "serve.log")
         server.wait_ready()
         report["setup"]["serve_options"] = server.options
         url = f"{server.url}/v2/models/{SERVICE}/infer"
@@ -299,37 +365,43 @@ def main() -> None:
         body_file = root / "body.json"
         body_file.write_text(body)
         run_hey(url, body_file, 200, 10, 3)  # warm-up: connections, code paths, JITs
-        pid = server.proc.pid
+        pids = server.pids
+
+        def cpu_total() -> float:
+            return sum(cpu_seconds(pid) for pid in pids)
+
         report["fixed_rate"] = []
         for rate, workers in HEY_RATES:
-            cpu = cpu_seconds(pid)
+            cpu = cpu_total()
             run = run_hey(url, body_file, rate, workers, seconds)
-            run["server_cpu_ms_per_request"] = per_request(cpu_seconds(pid) - cpu, run["status"])
+            run["server_cpu_ms_per_request"] = per_request(cpu_total() - cpu, run["status"])
             report["fixed_rate"].append(run)
             console.print(run)
-        cpu = cpu_seconds(pid)
+        cpu = cpu_total()
         report["peak"] = run_wrk(url, body, seconds, 64, root)
         report["peak"]["server_cpu_ms_per_request"] = round(
-            (cpu_seconds(pid) - cpu) * 1000 / max(1, report["peak"]["requests"]), 3
+            (cpu_total() - cpu) * 1000 / max(1, report["peak"]["requests"]), 3
         )
         console.print(report["peak"])
-        cpu = cpu_seconds(pid)
+        cpu = cpu_total()
         requests = args.stream_requests // (3 if args.quick else 1)
         report["streaming"] = run_stream(
             root / "bp", rows, requests, args.stream_window, args.stream_deadline_ms, limit_s=20
         )
         report["streaming"]["server_cpu_ms_per_request"] = round(
-            (cpu_seconds(pid) - cpu) * 1000 / max(1, report["streaming"]["answers"]), 3
+            (cpu_total() - cpu) * 1000 / max(1, report["streaming"]["answers"]), 3
         )
         console.print(report["streaming"])
     finally:
         if server is not None:
             server.stop()
-            log = (root / "serve.log").read_text(errors="replace")
-            report["server_log_tail"] = log[-2000:]
+            logs = sorted(root.glob("serve*.log"))
+            text = "".join(f.read_text(errors="replace")[-1000:] for f in logs)
+            report["server_log_tail"] = text[-4000:]
         shutil.rmtree(root, ignore_errors=True)
 
-    table = Table(title="modelstream serve (SQLite, 3 ONNX models, preference, deadline 50 ms)")
+    what = "modelstream serve" if args.layout == "serve" else "one process per role"
+    table = Table(title=f"{what} (SQLite, 3 ONNX models, preference, deadline 50 ms)")
     columns = (
         "phase",
         "offered",
@@ -376,9 +448,9 @@ def main() -> None:
         f"{s['load_before']} -> {s['load_after']}",
     )
     console.print(table)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"written to {RESULTS}")
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"written to {results}")
 
 
 if __name__ == "__main__":
