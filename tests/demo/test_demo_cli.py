@@ -5,7 +5,8 @@ checks what a user would see in that time -- requests served over HTTP with feat
 per truck, the drift, the monitor's alert, nothing lost, a summary with the quality
 before and after the drift and the late-data count. Retraining and promotion with
 significance need more labelled traffic than 20 s gives on a busy machine; the default
-two-minute run shows them.
+two-minute run shows them. The same checks run on the embedded SQLite backplane and on the
+suite's Kafka-protocol broker (``--backplane kafka://...``).
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ def _row(out: str, name: str) -> str:
     return found.group(1).strip()
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_the_short_demo_tells_the_story_and_loses_nothing(tmp_path: Path) -> None:
+def _check_story(backplane: str) -> None:
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "modelstream.cli",
             "--backplane",
-            f"sqlite:///{tmp_path}/bp",
+            backplane,
             "demo",
             "--no-browser",
             "--duration",
@@ -63,3 +62,17 @@ def test_the_short_demo_tells_the_story_and_loses_nothing(tmp_path: Path) -> Non
     assert events > 0 and late > 0
     before = _row(out, "accuracy before the drift")
     assert re.match(r"0\.\d{3} \(\d+ labelled answers\)", before), before
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_short_demo_tells_the_story_and_loses_nothing(tmp_path: Path) -> None:
+    _check_story(f"sqlite:///{tmp_path}/bp")
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_the_short_demo_runs_on_kafka(kafka_broker: str) -> None:
+    """``--backplane kafka://...``: the same story with every topic on the broker."""
+    _check_story(f"kafka://{kafka_broker}")
