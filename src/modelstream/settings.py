@@ -50,12 +50,27 @@ class Settings(BaseSettings):
     skops_trusted_types: tuple[str, ...] = Field(
         default=(), description="Extra type names skops may load, beyond the built-in list"
     )
+    answer_margin_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="How long before a request's deadline the rendezvous takes its final "
+        "decision, leaving that long for the answer to reach the caller (default: "
+        "Settings.answer_margin)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     archive_dir: Path | None = Field(
         default=None,
         description="Root of the Parquet archive (default: see Settings.archive_root)",
     )
+
+    def answer_margin(self) -> int:
+        """``answer_margin_ms`` when set, else by engine: 20 ms on Kafka, whose hop from the
+        rendezvous back to a gateway takes several milliseconds (more under load), 5 ms
+        on the in-process and SQLite engines."""
+        if self.answer_margin_ms is not None:
+            return self.answer_margin_ms
+        return 20 if self.backplane.startswith("kafka://") else 5
 
     def archive_root(self) -> Path:
         """Where the archiver writes and readers read: ``archive_dir`` when set, else

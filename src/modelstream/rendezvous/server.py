@@ -13,7 +13,8 @@ second, *late* record, marked with the ``x-modelstream-late`` header and never s
 ``reply_to``). It rests on three rules:
 
 1. *By the deadline*: the loop never sleeps past the next timer of the book, and the
-   final decision is taken ``deadline_margin_ms`` before the deadline.
+   final decision is taken ``deadline_margin_ms`` before the deadline (by default the
+   settings' ``answer_margin()``: 5 ms, 20 ms on Kafka), so the answer can still travel back.
 2. *Never lost*: offsets are committed only after the answers they cover are durable
    (``produce`` returned), and never past a record an open mailbox still needs; a crash
    makes the group redeliver those records.
@@ -104,7 +105,7 @@ class Rendezvous:
         clock: Clock | None = None,
         deployment_source: DeploymentSource | None = None,
         quality: QualitySource | None = None,
-        deadline_margin_ms: int = 5,
+        deadline_margin_ms: int | None = None,
         late_window_ms: int = 1_000,
         answered_lookback_ms: int = 15 * 60_000,
         poll_interval_s: float = 0.05,
@@ -123,7 +124,9 @@ class Rendezvous:
             service,
             self._deployment,
             standard_policies(quality),
-            deadline_margin_ms=deadline_margin_ms,
+            deadline_margin_ms=(
+                settings.answer_margin() if deadline_margin_ms is None else deadline_margin_ms
+            ),
             late_window_ms=late_window_ms,
             answered_ttl_ms=answered_lookback_ms,
         )
