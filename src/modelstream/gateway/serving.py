@@ -203,7 +203,7 @@ class Serving:
         ]
         joining += [(f"a scorer of {p.service}", p) for p in self.pools]
         for what, role in joining:
-            if not role.wait_assigned(max(0.0, join_by - time.monotonic())):
+            if not role.wait_until_assigned(max(0.0, join_by - time.monotonic())):
                 log.warning("%s reads no partition yet (a standby member?)", what)
         for t in self.trainers:
             t.start()

@@ -135,7 +135,6 @@ class Rendezvous:
         self._owned: set[int] = set()
         self._committed: dict[TopicPartition, int] = {}
         self._stop = threading.Event()
-        self._assigned = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
         self._commit_on_stop = True
@@ -181,12 +180,6 @@ class Rendezvous:
             target=self._run, name=f"rendezvous-{self.topics.service}", daemon=True
         )
         self._thread.start()
-
-    def wait_assigned(self, timeout: float) -> bool:
-        """Wait until this member owns at least one partition of ``requests`` (on Kafka, a
-        group join takes seconds); whether it does within ``timeout`` seconds. A member
-        beyond the partition count never does: it is a standby."""
-        return self._assigned.wait(timeout)
 
     def stop(self, *, commit: bool = True, timeout: float = 10.0) -> None:
         """Stop, commit what was answered (unless ``commit`` is false) and leave the group.
@@ -262,8 +255,6 @@ class Rendezvous:
 
     def _sync_assignment(self, consumer: Consumer) -> None:
         owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.topics.requests}
-        if owned:
-            self._assigned.set()
         gone, new = self._owned - owned, owned - self._owned
         if gone:
             self.book.drop_partitions(gone)
@@ -365,7 +356,9 @@ class Rendezvous:
         return self._deployment()
 
     def wait_until_assigned(self, timeout: float = 10.0) -> bool:
-        """Block until this member owns at least one partition (for tests and start-up)."""
+        """Block until this member owns at least one partition of ``requests`` (on Kafka, a
+        group join takes seconds); whether it does within ``timeout`` seconds. A member
+        beyond the partition count never does: it is a standby."""
         give_up = time.monotonic() + timeout
         while not self._owned and time.monotonic() < give_up and self.failure is None:
             time.sleep(0.01)

@@ -293,13 +293,13 @@ class ScorerPool:
             scorers = list(self._scorers.values())
         return all(s.wait_ready(max(0.0, deadline - time.monotonic())) for s in scorers)
 
-    def wait_assigned(self, timeout: float) -> bool:
+    def wait_until_assigned(self, timeout: float) -> bool:
         """Wait until every running scorer reads at least one partition (see
-        :meth:`Scorer.wait_assigned`)."""
+        :meth:`Scorer.wait_until_assigned`)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             scorers = list(self._scorers.values())
-        return all(s.wait_assigned(max(0.0, deadline - time.monotonic())) for s in scorers)
+        return all(s.wait_until_assigned(max(0.0, deadline - time.monotonic())) for s in scorers)
 
     def stats(self) -> list[VersionStats]:
         """Figures per model version of every running (and draining) scorer."""

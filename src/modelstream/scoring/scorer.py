@@ -231,7 +231,7 @@ class Scorer:
         """Wait until a version serves; whether one does within ``timeout`` seconds."""
         return self._slot.wait_ready(timeout)
 
-    def wait_assigned(self, timeout: float) -> bool:
+    def wait_until_assigned(self, timeout: float) -> bool:
         """Wait until this scorer's consumer reads at least one partition (on Kafka, a
         group join takes seconds); whether it does within ``timeout`` seconds. A member
         beyond the partition count never does: it is a standby."""
