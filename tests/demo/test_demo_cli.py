@@ -14,9 +14,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from .base_install import EXTRA_ONLY
+
+BASE_INSTALL = Path(__file__).with_name("base_install.py")
 
 
 def _row(out: str, name: str) -> str:
@@ -25,12 +30,13 @@ def _row(out: str, name: str) -> str:
     return found.group(1).strip()
 
 
-def _check_story(backplane: str) -> None:
+def _check_story(backplane: str, *, base_install: bool = False) -> None:
+    # As a base install runs it (no extras), or as this environment has it.
+    runner = [str(BASE_INSTALL)] if base_install else ["-m", "modelstream.cli"]
     done = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "modelstream.cli",
+            *runner,
             "--backplane",
             backplane,
             "demo",
@@ -67,7 +73,24 @@ def _check_story(backplane: str) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_short_demo_tells_the_story_and_loses_nothing(tmp_path: Path) -> None:
-    _check_story(f"sqlite:///{tmp_path}/bp")
+    """The README's first command installs no extra: neither may the demo need one."""
+    _check_story(f"sqlite:///{tmp_path}/bp", base_install=True)
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0]
+
+
+def test_the_base_install_runner_blocks_exactly_the_extras() -> None:
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    base = {_name(r) for r in project["project"]["dependencies"]}
+    extras = {
+        _name(r)
+        for requirements in project["project"]["optional-dependencies"].values()
+        for r in requirements
+        if not r.startswith("modelstream[")
+    }
+    assert set(EXTRA_ONLY) == extras - base
 
 
 @pytest.mark.integration
