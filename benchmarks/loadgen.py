@@ -7,11 +7,15 @@ and after, since the machine may be shared.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +136,29 @@ def run_wrk(url: str, body: str, seconds: int, connections: int, root: Path) -> 
         "load_before": before,
         "load_after": load(),
     }
+
+
+def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll ``url`` until it answers 200; fail if ``proc`` exits or ``timeout`` passes."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def terminate(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process, then SIGKILL those still running 20 s later."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

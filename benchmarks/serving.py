@@ -29,18 +29,15 @@ for the processes layout). Bounded: under 4 minutes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing as mp
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +53,8 @@ from loadgen import (
     per_request,
     run_hey,
     run_wrk,
+    terminate,
+    wait_http_ok,
 )
 
 SERVICE = "bench"
@@ -120,23 +119,14 @@ class Server:
         )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        give_up = time.monotonic() + timeout
-        while time.monotonic() < give_up:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"modelstream serve exited with {self.proc.returncode}")
-            ready = f"{self.url}/v2/health/ready"
-            with contextlib.suppress(OSError), urllib.request.urlopen(ready, timeout=1) as r:
-                if r.status == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError("modelstream serve did not become ready")
+        wait_http_ok(f"{self.url}/v2/health/ready", self.proc, timeout)
 
     @property
     def pids(self) -> list[int]:
         return [self.proc.pid]
 
     def stop(self) -> None:
-        _terminate([self.proc])
+        terminate([self.proc])
         self._log.close()
 
 
@@ -172,25 +162,13 @@ class Processes:
         return [p.pid for p in self.procs]
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        Server.wait_ready(self, timeout)  # type: ignore[arg-type]
+        wait_http_ok(f"{self.url}/v2/health/ready", self.proc, timeout)
         time.sleep(3)  # the other processes' groups join meanwhile; readiness is the gateway's
 
     def stop(self) -> None:
-        _terminate(self.procs)
+        terminate(self.procs)
         for out in self._logs:
             out.close()
-
-
-def _terminate(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 # -- streaming: a producer process and a reader process ---------------------------------
