@@ -30,8 +30,9 @@ def _fixed_cell(run: dict[str, Any]) -> str:
     notes = [f"{run['achieved_rps']:,.0f}/s"]
     bad = {c: n for c, n in run["status"].items() if not 200 <= int(c) < 300}
     notes += [f"{n:,} x {c}" for c, n in bad.items()]
-    if run["errors"]:
-        notes.append("client errors")
+    missing = run.get("offered", 0) - sum(run["status"].values())
+    if missing > 0.02 * run.get("offered", 0):
+        notes.append(f"{missing:,} not answered")
     return f"{cell} ({', '.join(notes)})"
 
 

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from modelstream import heap
 from modelstream.backplane.records import now_ms
 from modelstream.cli.context import backplane_of, settings_of
 from modelstream.cli.errors import reported
@@ -189,6 +190,7 @@ def demo_command(
         )
         with console.status("starting the gateway, featurizer, rendezvous, scorers, monitor..."):
             serving.start()
+        heap.settle()
         stack.callback(serving.stop)
         assert serving.server is not None
         url = f"{serving.server.url}/"

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from modelstream import heap
 from modelstream.backplane.port import Backplane
 from modelstream.errors import ConfigurationError, ServiceNotFound
 from modelstream.features.role import featurizer_roles
@@ -221,6 +222,7 @@ class Serving:
         }
         try:
             self.start()
+            heap.settle()
             if self.server is not None:
                 log.warning("modelstream gateway on %s", self.server.url)
             stop.wait()
@@ -257,6 +259,7 @@ def run_scorer(backplane: Backplane, settings: Settings, service: str, model: st
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     scorer = Scorer(backplane, settings, service, model).start()
+    heap.settle()
     try:
         stop.wait()
     finally:
