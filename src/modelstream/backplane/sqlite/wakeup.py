@@ -99,7 +99,10 @@ class Wakeups:
                 with contextlib.suppress(sqlite3.Error):
                     watched.version = watched.conn.execute("PRAGMA data_version").fetchone()[0]
         for event in events:
-            event.set()
+            # Event.set() notifies (a system call, under the interpreter lock) even when
+            # the event is already set; a set event needs nothing more.
+            if not event.is_set():
+                event.set()
 
     def watch(self, files: Iterable[str], event: threading.Event) -> None:
         """Set ``event`` whenever one of ``files`` changes, until :meth:`unwatch`.
