@@ -15,10 +15,10 @@ deadline 50 ms), then drives it with load generators that are not our code:
 Targets on 2 cores: p99 <= 10 ms at 1,000 req/s; streaming >= 20,000 req/s.
 The machine may be shared: every figure is reported with the load average of the time.
 All traffic stays on loopback. Installs ``hey`` and ``wrk`` with apt-get if missing.
-With ``--layout processes`` the same set-up runs as five processes instead of one
-(``modelstream run gateway``, ``run rendezvous``, ``run scorer --model M`` for each
-model): how an operator uses every core of one machine, since one process's roles share
-one interpreter lock.
+With ``--layout processes`` it runs ``modelstream serve --processes`` instead: the same
+roles as child processes of one supervising ``serve`` (gateway, rendezvous, scorers), how
+an operator uses every core of one machine, since one process's roles share one
+interpreter lock.
 
 Prints a table and writes ``benchmarks/results/serving.json`` (``serving-processes.json``
 for the processes layout). Bounded: under 4 minutes.
@@ -46,7 +46,6 @@ from rich.table import Table
 
 from loadgen import (
     HEY_RATES,
-    cpu_seconds,
     ensure_tools,
     free_port,
     load,
@@ -54,6 +53,7 @@ from loadgen import (
     run_hey,
     run_wrk,
     terminate,
+    tree_cpu_seconds,
     wait_http_ok,
 )
 
@@ -101,7 +101,7 @@ def prepare_backplane(
 class Server:
     """``modelstream serve`` in a subprocess."""
 
-    def __init__(self, root: Path, port: int, log: Path) -> None:
+    def __init__(self, root: Path, port: int, log: Path, *, processes: bool = False) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("wb")
         exe = Path(sys.executable).with_name("modelstream")
@@ -111,6 +111,8 @@ class Server:
             [str(exe), "serve", "--help"], check=True, capture_output=True, text=True
         )
         self.options = [o for o in ("--no-monitor", "--no-archive") if o in usage.stdout]
+        if processes:  # every role a child process: gateway, rendezvous, scorers
+            self.options.append("--processes")
         command = [str(exe), "--backplane", f"sqlite://{root}", "serve", "-s", SERVICE]
         self.proc = subprocess.Popen(
             [*command, "-p", str(port), *self.options],
@@ -128,47 +130,6 @@ class Server:
     def stop(self) -> None:
         terminate([self.proc])
         self._log.close()
-
-
-class Processes:
-    """Each role a process of its own, as an operator scales out on one machine:
-    ``modelstream run gateway``, ``run rendezvous`` and ``run scorer --model M`` per model,
-    all on one SQLite backplane (same interface as :class:`Server`)."""
-
-    MODELS = ("gbm", "logreg", "tree")
-
-    def __init__(self, root: Path, port: int, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.options = [
-            "run gateway",
-            "run rendezvous",
-            *(f"run scorer --model {m}" for m in self.MODELS),
-        ]
-        exe = Path(sys.executable).with_name("modelstream")
-        base = [str(exe), "--backplane", f"sqlite://{root}", "run"]
-        roles = [["gateway", "-s", SERVICE, "-p", str(port)], ["rendezvous", "-s", SERVICE]]
-        roles += [["scorer", "-s", SERVICE, "--model", m] for m in self.MODELS]
-        self._logs = [
-            log.with_name(f"{log.stem}-{i}-{r[0]}.log").open("wb") for i, r in enumerate(roles)
-        ]
-        self.procs = [
-            subprocess.Popen([*base, *role], stdout=out, stderr=subprocess.STDOUT)
-            for role, out in zip(roles, self._logs, strict=True)
-        ]
-        self.proc = self.procs[0]  # the gateway: readiness is asked of it
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        wait_http_ok(f"{self.url}/v2/health/ready", self.proc, timeout)
-        time.sleep(3)  # the other processes' groups join meanwhile; readiness is the gateway's
-
-    def stop(self) -> None:
-        terminate(self.procs)
-        for out in self._logs:
-            out.close()
 
 
 # -- streaming: a producer process and a reader process ---------------------------------
@@ -307,7 +268,7 @@ def main() -> None:
         "--layout",
         choices=("serve", "processes"),
         default="serve",
-        help="one `modelstream serve` process, or one process per role",
+        help="one `modelstream serve` process, or `serve --processes` (a process per role)",
     )
     args = parser.parse_args()
     results = RESULTS if args.layout == "serve" else RESULTS.with_name("serving-processes.json")
@@ -327,12 +288,12 @@ def main() -> None:
             "layout": args.layout,
         },
     }
-    server: Server | Processes | None = None
+    server: Server | None = None
     try:
         rows = prepare_backplane(root / "bp")
         port = free_port()
-        layout = Server if args.layout == "serve" else Processes
-        server = layout(root / "bp", port, root / "serve.log")
+        processes = args.layout == "processes"
+        server = Server(root / "bp", port, root / "serve.log", processes=processes)
         server.wait_ready()
         report["setup"]["serve_options"] = server.options
         url = f"{server.url}/v2/models/{SERVICE}/infer"
@@ -346,7 +307,7 @@ def main() -> None:
         pids = server.pids
 
         def cpu_total() -> float:
-            return sum(cpu_seconds(pid) for pid in pids)
+            return sum(tree_cpu_seconds(pid) for pid in pids)  # with serve's children
 
         report["fixed_rate"] = []
         for rate, workers in HEY_RATES:
@@ -378,7 +339,7 @@ def main() -> None:
             report["server_log_tail"] = text[-4000:]
         shutil.rmtree(root, ignore_errors=True)
 
-    what = "modelstream serve" if args.layout == "serve" else "one process per role"
+    what = "modelstream serve" if args.layout == "serve" else "modelstream serve --processes"
     table = Table(title=f"{what} (SQLite, 3 ONNX models, preference, deadline 50 ms)")
     columns = (
         "phase",

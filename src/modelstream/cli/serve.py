@@ -9,6 +9,7 @@ and automatic promotion when ``--train module:function`` is given.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ from modelstream.cli.context import backplane_of, settings_of
 from modelstream.cli.errors import fail, reported
 from modelstream.gateway.loop import LoopConfig
 from modelstream.gateway.serving import Serving, deployed_services, run_scorer
+from modelstream.gateway.supervisor import Supervisor, serve_roles
 from modelstream.models.registry import Registry
 
 SERVICE_HELP = "Service to serve (repeat for several; default: every deployed service)."
@@ -88,9 +90,23 @@ def serve_command(
     auto_promote: AutoPromoteOption = None,
     min_labels: MinLabelsOption = 200,
     alpha: AlphaOption = 0.05,
+    processes: bool = typer.Option(
+        False,
+        "--processes",
+        help="Run each role as a child process (using every core); this process starts, "
+        "restarts and stops them. Needs a sqlite:// or kafka:// backplane.",
+    ),
+    scorer_processes: int = typer.Option(
+        1,
+        "--scorer-processes",
+        min=1,
+        help="With --processes: scorer children (they "
+        "split the partitions of each model's consumer group).",
+    ),
 ) -> None:
-    """Run every role of the services in this process: gateway, rendezvous, scorers,
-    monitor, archiver, and with --train the trainer and automatic promotion."""
+    """Run every role of the services: gateway, rendezvous, scorers, featurizers, monitor,
+    archiver, and with --train the trainer and automatic promotion. In this process, or
+    with --processes as supervised child processes."""
     settings = settings_of(ctx)
     loop = _loop(
         train,
@@ -104,7 +120,22 @@ def serve_command(
     if train is not None and no_archive:
         raise fail("--train reads the archive: drop --no-archive")
     with backplane_of(ctx) as backplane:
-        services = deployed_services(Registry(backplane, settings), service or ())
+        registry = Registry(backplane, settings)
+        services = deployed_services(registry, service or ())
+        if processes:
+            featurized = any(registry.deployment(s).feature_set is not None for s in services)
+            roles = serve_roles(
+                services,
+                host=host,
+                port=port,
+                featurizer=featurized,
+                monitor=not no_monitor,
+                archiver=not no_archive,
+                loop=loop,
+                scorer_processes=scorer_processes,
+            )
+            Supervisor(settings.backplane, roles).run()
+            return
         Serving(
             backplane,
             settings,
@@ -140,15 +171,24 @@ def run_command(
     auto_promote: AutoPromoteOption = None,
     min_labels: MinLabelsOption = 200,
     alpha: AlphaOption = 0.05,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ready-file",
+            hidden=True,
+            help="Create this file once the role has started (serve --processes waits on it).",
+        ),
+    ] = None,
 ) -> None:
     """Run one role of the services (on Kafka, each role can be a process of its own)."""
     settings = settings_of(ctx)
+    on_ready = None if ready_file is None else ready_file.touch
     with backplane_of(ctx) as backplane:
         services = deployed_services(Registry(backplane, settings), service or ())
         if role is RoleName.SCORER and model is not None:
             if len(services) != 1:
                 raise fail("--model needs exactly one --service")
-            run_scorer(backplane, settings, services[0], model)
+            run_scorer(backplane, settings, services[0], model, on_ready=on_ready)
             return
         if role is RoleName.FEATURIZER:
             registry = Registry(backplane, settings)
@@ -185,7 +225,7 @@ def run_command(
             archiver=role is RoleName.ARCHIVER,
             trainer=role is RoleName.TRAINER,
             loop=loop,
-        ).run()
+        ).run(on_ready=on_ready)
 
 
 def _loop(

@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from modelstream import heap
 from modelstream.backplane.port import Backplane
@@ -213,8 +213,8 @@ class Serving:
         if self.server is not None:
             self.server.start()
 
-    def run(self) -> None:
-        """Start, serve until SIGINT/SIGTERM, then stop."""
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Start, call ``on_ready``, serve until SIGINT/SIGTERM, then stop."""
         stop = threading.Event()
         previous = {
             sig: signal.signal(sig, lambda *_: stop.set())
@@ -223,6 +223,8 @@ class Serving:
         try:
             self.start()
             heap.settle()
+            if on_ready is not None:
+                on_ready()
             if self.server is not None:
                 log.warning("modelstream gateway on %s", self.server.url)
             stop.wait()
@@ -252,14 +254,23 @@ class Serving:
             a.stop()
 
 
-def run_scorer(backplane: Backplane, settings: Settings, service: str, model: str) -> None:
-    """Run the scorer of one model name of ``service`` until SIGINT/SIGTERM."""
+def run_scorer(
+    backplane: Backplane,
+    settings: Settings,
+    service: str,
+    model: str,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the scorer of one model name of ``service`` until SIGINT/SIGTERM (calling
+    ``on_ready`` once it has started)."""
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     scorer = Scorer(backplane, settings, service, model).start()
     heap.settle()
+    if on_ready is not None:
+        on_ready()
     try:
         stop.wait()
     finally:
