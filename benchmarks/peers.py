@@ -46,7 +46,16 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from loadgen import HEY_RATES, ensure_tools, free_port, load, run_hey, run_wrk, tree_cpu_seconds
+from loadgen import (
+    HEY_GROUP,
+    HEY_RATES,
+    ensure_tools,
+    free_port,
+    load,
+    run_hey,
+    run_wrk,
+    tree_cpu_seconds,
+)
 from peer_mlserver import MLServer, ensure_mlserver, write_model_dir
 from peers_report import console_table, console_targets, update_doc, write_plots
 from serving import DEADLINE_MS, FEATURES, SERVICE, Server, prepare_backplane, run_stream
@@ -141,9 +150,8 @@ def measure(
     body_file = root / "body.json"
     body_file.write_text(body)
     run_hey(url, body_file, 200, 10, 3)  # warm-up: connections, code paths, JITs
-    # hey's workers tick together, so a fixed rate arrives in bursts of one request per
-    # worker (100 at once at 1,000 req/s); one worker at 50 req/s shows the latency of a
-    # request that waits for no other.
+    # One worker at 50 req/s shows the latency of a request that waits for no other; the
+    # fixed rates arrive spread over each tick (see loadgen.run_hey).
     idle = run_hey(url, body_file, IDLE_RATE, 1, seconds)
     fixed = []
     for rate, workers in HEY_RATES:
@@ -168,10 +176,13 @@ def serve_modelstream(
     expected: np.ndarray,
     phases: tuple[int, int],
     after: Callable[[Path, list[list[float]], int], dict[str, Any]] | None = None,
+    *,
+    processes: bool = False,
 ) -> dict[str, Any]:
-    """Publish, deploy and serve; verify, measure, then ``after(root, rows, pid)``."""
+    """Publish, deploy and serve (``serve --processes`` if ``processes``); verify,
+    measure, then ``after(root, rows, pid)``."""
     rows = prepare_backplane(root / "bp", challengers, model)
-    server = Server(root / "bp", free_port(), root / "serve.log")
+    server = Server(root / "bp", free_port(), root / "serve.log", processes=processes)
     result: dict[str, Any] = {"serve_options": server.options}
     try:
         server.wait_ready()
@@ -268,7 +279,8 @@ def main() -> None:
             "peak": f"wrk -t2 -c{args.connections} -d{seconds}s (2xx answers only)",
             "idle": f"hey -z {seconds}s -q {IDLE_RATE} -c 1",
             "fixed_rate": [
-                f"hey -z {seconds}s -q {rate // workers} -c {workers}"
+                f"{workers // HEY_GROUP} x hey -z {seconds}s -q {rate // workers} -c {HEY_GROUP},"
+                f" started evenly over {1000 * workers // rate} ms"
                 for rate, workers in HEY_RATES
             ],
             "deadline_ms": DEADLINE_MS,
@@ -306,15 +318,17 @@ def main() -> None:
             )
             return {"streaming": s}
 
+        three = ("logreg", "tree")
         cases = (
-            ("modelstream_1", "modelstream, 1 model", (), None),
-            ("modelstream_3", "modelstream, 3 models", ("logreg", "tree"), stream),
+            ("modelstream_1", "modelstream, 1 model", (), None, False),
+            ("modelstream_3", "modelstream, 3 models", three, stream, False),
+            ("modelstream_3p", "modelstream --processes, 3 models", three, stream, True),
         )
-        for key, label, challengers, after in cases:
+        for key, label, challengers, after, processes in cases:
             console.print(f"[bold]{label}[/]")
             (root / key).mkdir()
             result = serve_modelstream(
-                root / key, model, challengers, body, expected, phases, after
+                root / key, model, challengers, body, expected, phases, after, processes=processes
             )
             report["servers"][key] = {"label": label, **result}
             console.print({k: v for k, v in result.items() if k != "log_tail"})
