@@ -13,7 +13,8 @@ triggers and threads. In order:
    evaluate against the champion (:mod:`.evaluate`);
 6. if accepted and ``publish``: ``Registry.publish`` with the lineage (training span and
    rows, holdout metrics of both models, parent version, feature set, tags
-   ``champion``, ``warm_start``, ``function``), checkpoint the estimator under the new
+   ``champion``, ``warm_start``, ``function`` and the monitor's training reference,
+   :mod:`.reference`), checkpoint the estimator under the new
    ref, and with ``deploy_as_challenger`` add it to the deployment as a challenger.
 
 Every cycle that gets as far as training ends with one record on
@@ -52,6 +53,7 @@ from modelstream.training.evaluate import Evaluation, archived_scores, evaluate,
 from modelstream.training.events import PUBLISHED, REJECTED, SKIPPED, emit
 from modelstream.training.frame import TrainingFrame, build_frame, split_holdout
 from modelstream.training.function import TrainingFunction, check_fitted
+from modelstream.training.reference import with_reference
 
 # (service, start ms, end ms) -> the labelled joined window, as ArchiveReader.joined.
 Source = Callable[[str, int | None, int | None], pd.DataFrame]
@@ -198,6 +200,7 @@ def run_cycle(
         previous=previous,
         parent=parent_ref,
     )
+    lineage = with_reference(lineage, joined, train, evaluation)  # the monitor's reference
     descriptor = registry.publish(
         service,
         output,
