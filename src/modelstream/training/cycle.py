@@ -13,8 +13,7 @@ triggers and threads. In order:
    evaluate against the champion (:mod:`.evaluate`);
 6. if accepted and ``publish``: ``Registry.publish`` with the lineage (training span and
    rows, holdout metrics of both models, parent version, feature set, tags
-   ``champion``, ``warm_start``, ``function`` and the monitor's training reference,
-   :mod:`.reference`), checkpoint the estimator under the new
+   ``champion``, ``warm_start``, ``function``), checkpoint the estimator under the new
    ref, and with ``deploy_as_challenger`` add it to the deployment as a challenger.
 
 Every cycle that gets as far as training ends with one record on

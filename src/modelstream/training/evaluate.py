@@ -105,7 +105,7 @@ def score_values(scores: pd.DataFrame) -> tuple[float, ...]:
     probabilities = scores.get("probabilities")
     for i, prediction in enumerate(scores["prediction"].to_numpy(dtype=float)):
         proba = None if probabilities is None else probabilities.iloc[i]
-        if proba is not None and len(proba) >= 2:
+        if isinstance(proba, list | tuple | np.ndarray) and len(proba) >= 2:
             out.append(float(proba[1]) if len(proba) == 2 else float(max(proba)))
         elif np.isfinite(prediction):
             out.append(float(prediction))

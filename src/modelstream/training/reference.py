@@ -1,6 +1,7 @@
 """The training reference a trainer publishes with a model, for the monitor's drift.
 
-:func:`with_reference` adds the ``monitoring.reference`` tag
+:func:`~.cycle.run_cycle` passes every lineage it publishes through
+:func:`with_reference`, which adds the ``monitoring.reference`` tag
 (:mod:`modelstream.monitoring.references`) to a cycle's lineage, so the monitor measures
 input and score drift against what the model was trained on rather than against the
 first window it happens to see:
