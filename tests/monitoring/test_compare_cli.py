@@ -18,7 +18,8 @@ from modelstream.archive.archiver import Archiver
 from modelstream.backplane.factory import open_backplane
 from modelstream.cli.app import app
 from modelstream.settings import Settings
-from tests.archive.helpers import produce, traffic
+from modelstream.wire.requests import decode_request
+from tests.archive.helpers import T0, produce, traffic
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,28 @@ def test_replay_command(tmp_path: Path) -> None:
     )
     assert out.exit_code == 0, out.output
     assert "replayed 5 requests" in out.stdout
+    # A window of event time: request i is at T0 + i minutes; --from is inclusive, --to
+    # exclusive, as ISO 8601 or as milliseconds since the epoch.
+    window = CliRunner().invoke(
+        app,
+        ["--backplane", url, "replay", "--service", "svc", "--to-service", "svc3",
+         "--from", "2026-01-01T00:01:00Z", "--to", str(T0 + 3 * 60_000)],
+    )  # fmt: skip
+    assert window.exit_code == 0, window.output
+    assert "replayed 2 requests of svc onto svc3.requests" in window.stdout
+    bp = open_backplane(url, Settings(backplane=url))
+    try:
+        consumer = bp.consumer(["svc3.requests"], start="earliest")
+        sent = [decode_request(r.value) for r in consumer.poll(100, timeout=1.0)]
+        consumer.close()
+    finally:
+        bp.close()
+    assert sorted(r.event_time for r in sent) == [T0 + 60_000, T0 + 2 * 60_000]
+    assert sorted(r.inputs[0].data[0] for r in sent) == [1.0, 2.0]  # x[0] is the index
+    bad = CliRunner().invoke(
+        app, ["--backplane", url, "replay", "--service", "svc", "--from", "yesterday"]
+    )
+    assert bad.exit_code == 1 and "--from 'yesterday' is not a time" in bad.stderr
 
 
 @pytest.mark.slow

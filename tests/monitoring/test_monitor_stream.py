@@ -194,3 +194,31 @@ def test_monitor_cli_once_json(stream_url: str) -> None:
     table = CliRunner().invoke(app, ["--backplane", stream_url, "monitor", "svc", "--once"])
     assert table.exit_code == 0, table.output
     assert "lr@1" in table.stdout and "agreement" in table.stdout
+
+
+def test_monitor_cli_live_table_refreshes_until_ctrl_c(
+    stream_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``modelstream monitor svc`` (no --once): the Live table over a running monitor,
+    refreshed every --refresh seconds, and a clean exit on Ctrl-C."""
+    import time
+    from types import SimpleNamespace
+
+    from modelstream.cli import monitor as cli_monitor
+
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the user presses Ctrl-C after ~1 s
+        naps.append(seconds)
+        if len(naps) > 4:
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+
+    monkeypatch.setattr(cli_monitor, "time", SimpleNamespace(sleep=sleep))
+    out = CliRunner().invoke(
+        app, ["--backplane", stream_url, "monitor", "svc", "--refresh", "0.25"]
+    )
+    assert out.exit_code == 0, out.output
+    assert naps == [0.25] * 5  # four refreshes, then the interrupt
+    assert "svc: models" in out.stdout and "lr@1" in out.stdout
+    assert "input drift vs reference" in out.stdout and "recent alerts" in out.stdout

@@ -102,3 +102,52 @@ def test_online_trainer_needs_a_model_and_a_trigger(tmp_path: Path) -> None:
             OnlineTrainer(bp, settings, SERVICE, OnlineConfig("m", tmp_path / "k", features=2))
     finally:
         bp.close()
+
+
+def test_every_t_seconds_publishes_what_was_learned_with_its_reference(tmp_path: Path) -> None:
+    from river import compose, linear_model, preprocessing
+
+    from modelstream.monitoring.references import reference_of
+
+    settings = Settings(backplane="memory://")
+    bp = open_backplane("memory://", settings)
+    keys = generate_keys(tmp_path / "keys")
+    config = OnlineConfig(
+        "online",
+        keys.private_path,
+        features=4,
+        every_updates=None,
+        every_seconds=5,
+        checkpoint_dir=tmp_path / "checkpoints",
+    )
+    model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression())
+    clock = ManualClock()
+    trainer = OnlineTrainer(bp, settings, SERVICE, config, model=model, clock=clock)
+    try:
+        x, y = concept(60, seed=6)
+        send(bp, x, y, 0)
+        for _ in range(20):
+            assert trainer.step(timeout=0.05) == []
+            if trainer.updates == 60:
+                break
+        assert trainer.updates == 60
+        clock.advance(4_999)  # 5 s after the last publish (the start) minus 1 ms
+        assert trainer.step(timeout=0.05) == []
+        assert Registry(bp, settings).descriptors(SERVICE) == []
+        clock.advance(1)
+        [published] = trainer.step(timeout=0.05)
+        assert published.ref == ModelRef("online", 1)
+        assert published.lineage.metrics["updates"] == 60
+        clock.advance(60_000)  # nothing learned since: no publish, however long
+        assert trainer.step(timeout=0.05) == [] and len(trainer.published) == 1
+        # The monitor's reference: the 60 learned rows, named as the monitor names the
+        # requests' tensor "input", and the model's progressive P(class 1) on them.
+        reference = reference_of(published)
+        assert sorted(reference.inputs) == [f"input[{i}]" for i in range(4)]
+        # (in the order learned: partition by partition)
+        assert sorted(reference.inputs["input[2]"]) == pytest.approx(sorted(x[:, 2]), rel=1e-5)
+        assert reference.scores is not None and len(reference.scores) == 60
+        assert all(0 <= s <= 1 for s in reference.scores) and len(set(reference.scores)) > 10
+    finally:
+        trainer.close()
+        bp.close()

@@ -13,6 +13,7 @@ from modelstream.models.deployment import Role
 from modelstream.models.formats import load_verified
 from modelstream.models.refs import ModelRef
 from modelstream.models.store import fetch_bytes
+from modelstream.monitoring.references import reference_of
 from modelstream.scoring.events import decode_model_event
 from modelstream.training.config import TrainerConfig
 from modelstream.training.trainer import Trainer
@@ -67,7 +68,17 @@ def test_a_cycle_publishes_a_version_with_its_lineage(w: World) -> None:
     deployment = w.registry.deployment(SERVICE)
     model = load_verified(d, fetch_bytes(d), deployment)
     assert model.schema.inputs[0].name == "input" and model.schema.inputs[0].shape == (-1, 4)
+    x, _ = concept(400, seed=1)
+    holdout_p1 = model.predict({"input": x[320:]})["probabilities"][:, 1]
     model.close()
+    # The monitor's training reference: the training rows' inputs, named as the monitor
+    # names the requests' tensor "input", and the model's own P(class 1) on the holdout.
+    reference = reference_of(d)
+    assert sorted(reference.inputs) == ["input[0]", "input[1]", "input[2]", "input[3]"]
+    for i in range(4):
+        assert reference.inputs[f"input[{i}]"] == pytest.approx(x[:320, i], rel=1e-5)
+    assert reference.scores == pytest.approx(holdout_p1, rel=1e-5, abs=1e-6)
+    assert reference.metrics == {"accuracy": lineage.metrics["holdout_accuracy"]}
     published = [e for e in events(w) if e.event == "retrain_published"]  # type: ignore[attr-defined]
     assert [(e.model, e.version) for e in published] == [("lr", 2)]  # type: ignore[attr-defined]
 

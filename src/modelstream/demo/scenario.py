@@ -7,7 +7,9 @@ engine the live featurizer runs, so what the models learn from is what they will
 served (no train/serve skew) -- and trains three classifiers on it: a champion (gradient
 boosting), a challenger (logistic regression) and a canary (a shallow tree). Each is
 published as ONNX with its holdout accuracy in its lineage (the monitor's quality
-baseline) and deployed under a deadline, with the feature set and a fallback answer.
+baseline) and its training reference (the ``monitoring.reference`` tag: the training
+features and its holdout P(class 1), what the monitor measures drift against), and
+deployed under a deadline, with the feature set and a fallback answer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from modelstream.models.deployment import Deployment, Fallback, Policy, PolicyKi
 from modelstream.models.descriptor import Lineage, TrainingSpan
 from modelstream.models.refs import ModelRef
 from modelstream.models.registry import Registry
+from modelstream.monitoring.references import REFERENCE_TAG, reference_tag
 from modelstream.training.convert import to_onnx
 from modelstream.wire.topics import ServiceTopics
 
@@ -113,6 +116,10 @@ def setup(
         model = fit(kind, x[:cut], y[:cut])
         acc = float(np.mean(model.predict(x[cut:]) == y[cut:]))
         accuracy[name] = acc
+        reference = reference_tag(
+            {f"features.{n}": x[:cut, i] for i, n in enumerate(feature_set.names)},
+            scores=model.predict_proba(x[cut:])[:, 1],
+        )
         refs[name] = _publish(
             registry,
             service,
@@ -121,6 +128,7 @@ def setup(
             model=model,
             feature_set=feature_set,
             accuracy=acc,
+            reference=reference,
             t=t,
             cut=cut,
             now=now,
@@ -157,6 +165,7 @@ def _publish(
     model: object,
     feature_set: FeatureSet,
     accuracy: float,
+    reference: str,
     t: np.ndarray,
     cut: int,
     now: int,
@@ -167,7 +176,7 @@ def _publish(
         training=TrainingSpan(start=int(t[0]), end=int(t[cut - 1]), rows=cut),
         metrics={"accuracy": round(accuracy, 4)},
         feature_set=feature_set.ref,
-        tags={"kind": kind},
+        tags={"kind": kind, REFERENCE_TAG: reference},
     )
     data = to_onnx(model, len(feature_set.names), input_name="features")
     return registry.publish(service, name, data, format="onnx", lineage=lineage).ref

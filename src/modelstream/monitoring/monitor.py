@@ -275,7 +275,7 @@ class Monitor:
             found = reference_of(descriptor)
             tracker.lineage_metrics.update(found.metrics)
             if found.scores:
-                tracker.scores.reference.set(found.scores, source="descriptor")
+                tracker.scores.reference.set(found.scores, source=f"descriptor:{ref}")
             for name, values in found.inputs.items():
                 series = self._state.series(name)
                 if series is not None and not series.reference.fixed:

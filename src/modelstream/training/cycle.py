@@ -52,6 +52,7 @@ from modelstream.training.evaluate import Evaluation, archived_scores, evaluate,
 from modelstream.training.events import PUBLISHED, REJECTED, SKIPPED, emit
 from modelstream.training.frame import TrainingFrame, build_frame, split_holdout
 from modelstream.training.function import TrainingFunction, check_fitted
+from modelstream.training.reference import with_reference
 
 # (service, start ms, end ms) -> the labelled joined window, as ArchiveReader.joined.
 Source = Callable[[str, int | None, int | None], pd.DataFrame]
@@ -198,6 +199,7 @@ def run_cycle(
         previous=previous,
         parent=parent_ref,
     )
+    lineage = with_reference(lineage, joined, train, evaluation)  # the monitor's reference
     descriptor = registry.publish(
         service,
         output,

@@ -18,7 +18,7 @@ most ``margin`` (absolute). Without a champion, a candidate is always accepted.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,8 @@ class Evaluation:
     p_value: float | None = None
     champion_source: str = "none"  # "archive", "rescore" or "none"
     metrics: dict[str, float] = field(default_factory=dict)
+    # The candidate's holdout score values (see score_values): its score reference.
+    scores: tuple[float, ...] = ()
 
     def accepts(self, margin: float) -> bool:
         """Whether the candidate is not worse than the champion by more than ``margin``."""
@@ -90,6 +92,24 @@ def scores_of(model: LoadedModel, tensor: str, x: npt.NDArray[Any]) -> pd.DataFr
             "latency_ms": latency,
         }
     )
+
+
+def score_values(scores: pd.DataFrame) -> tuple[float, ...]:
+    """The values the monitor watches for score drift, one per row of ``scores``.
+
+    As :func:`modelstream.monitoring.measures.score_value`: P(class 1) of a binary
+    classifier, the top probability of a multi-class one, else the numeric prediction;
+    rows without one are left out.
+    """
+    out: list[float] = []
+    probabilities = scores.get("probabilities")
+    for i, prediction in enumerate(scores["prediction"].to_numpy(dtype=float)):
+        proba = None if probabilities is None else probabilities.iloc[i]
+        if isinstance(proba, list | tuple | np.ndarray) and len(proba) >= 2:
+            out.append(float(proba[1]) if len(proba) == 2 else float(max(proba)))
+        elif np.isfinite(prediction):
+            out.append(float(prediction))
+    return tuple(out)
 
 
 def _text(value: Any) -> str:
@@ -136,7 +156,7 @@ def evaluate(
     frame = pd.DataFrame({"request_id": holdout.request_ids, "label": numbers, "label_text": texts})
     new_ref, new_scores = candidate
     if champion is None:
-        return _alone(new_scores, numbers, texts)
+        return replace(_alone(new_scores, numbers, texts), scores=score_values(new_scores))
     old_ref, old_scores, source = champion
     for ref, scores in ((old_ref, old_scores), (new_ref, new_scores)):
         for name in SCORE_FIELDS:
@@ -154,6 +174,7 @@ def evaluate(
         p_value=result.p_value,
         champion_source=source,
         metrics=metrics,
+        scores=score_values(new_scores),
     )
 
 

@@ -20,6 +20,12 @@ Contract of :class:`OnlineTrainer`:
   new ref, and only then commits the consumed offsets: a crash replays from the last
   publish (requests consumed before it are lost from the map; their labels are then
   ``unmatched``);
+* each published version carries the monitor's training reference (the
+  ``monitoring.reference`` tag, :mod:`modelstream.monitoring.references`): the inputs of
+  its last :data:`~modelstream.monitoring.references.REFERENCE_SAMPLE` updates, named as
+  the monitor names the requests' tensors, and its progressive scores on them
+  (P(class 1) of a binary classifier, else the numeric prediction, made before it
+  learned each row);
 * with ``warm_start``, a new trainer continues the newest checkpoint of ``name`` (what
   this trainer published last) instead of the ``model`` it was given; the published
   lineage names the parent version and carries the tag ``warm_start=true``.
@@ -31,7 +37,7 @@ trainer's own checkpoint files.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +52,12 @@ from modelstream.models.descriptor import Lineage, ModelDescriptor
 from modelstream.models.loaders.river import pack
 from modelstream.models.refs import ModelRef
 from modelstream.models.registry import Registry
+from modelstream.monitoring.references import (
+    REFERENCE_SAMPLE,
+    REFERENCE_TAG,
+    input_names,
+    reference_tag,
+)
 from modelstream.settings import Settings
 from modelstream.training.checkpoints import CheckpointStore, default_root
 from modelstream.training.events import ONLINE_PUBLISHED, emit, trainer_id
@@ -115,6 +127,10 @@ class OnlineTrainer:
         self._pending: OrderedDict[str, list[float]] = OrderedDict()
         self._early: OrderedDict[str, Label] = OrderedDict()
         self._done: dict[TopicPartition, int] = {}
+        # The monitor's names of the inputs (from the first request), and the recent
+        # (inputs, progressive score) pairs: the published versions' training reference.
+        self._monitor_names: list[str] | None = None
+        self._recent: deque[tuple[list[float], float | None]] = deque(maxlen=REFERENCE_SAMPLE)
         for topic in (self._topics.requests, self._topics.labels):
             backplane.create_topic(topic)
         self._consumer = backplane.consumer(
@@ -154,6 +170,8 @@ class OnlineTrainer:
             return  # the archiver dead-letters it; an online model just cannot learn it
         if row["x"] is None or len(row["x"]) != len(self._names):
             return
+        if self._monitor_names is None:
+            self._monitor_names = input_names(row["inputs"], len(self._names))
         early = self._early.pop(row["request_id"], None)
         if early is not None:
             self._update(row["x"], early)
@@ -182,11 +200,35 @@ class OnlineTrainer:
 
     def _update(self, x: list[float], label: Label) -> None:
         row = dict(zip(self._names, x, strict=True))
-        if self.model.predict_one(row) == label.value:
+        predicted = self.model.predict_one(row)
+        if predicted == label.value:
             self.correct += 1
+        self._recent.append((x, self._score(row, predicted)))
         self.model.learn_one(row, label.value)
         self.updates += 1
         self.updates_since_publish += 1
+
+    def _score(self, row: dict[Any, Any], predicted: object) -> float | None:
+        """The score the published model gives ``row``, as the River loader computes it:
+        P(class 1) of a classifier, else the prediction (see the module)."""
+        from river import base  # a dependency of any River model this trainer holds
+
+        if not isinstance(self.model, base.Classifier):
+            return float(predicted) if isinstance(predicted, int | float) else None
+        p = self.model.predict_proba_one(row)
+        # As the loader: binary classes are True/False or 1/0 (True == 1 as a key).
+        p1 = float(p.get(1, 0.0))
+        p0 = float(p.get(0, 1.0 - p1 if p else 0.5))
+        return p1 / (p0 + p1 or 1.0)
+
+    def _reference(self) -> dict[str, str]:
+        """The ``monitoring.reference`` tag of what was learned last (empty if unnamed)."""
+        names = self._monitor_names
+        if names is None or not self._recent:
+            return {}
+        inputs = {name: [x[i] for x, _ in self._recent] for i, name in enumerate(names)}
+        scores = [s for _, s in self._recent if s is not None] or None
+        return {REFERENCE_TAG: reference_tag(inputs, scores)}
 
     def _due(self) -> bool:
         if self.updates_since_publish == 0:
@@ -211,7 +253,11 @@ class OnlineTrainer:
                 "unmatched_labels": float(self.unmatched),
             },
             parent_version=previous.version if previous is not None else None,
-            tags={"online": "true", "warm_start": str(previous is not None).lower()},
+            tags={
+                "online": "true",
+                "warm_start": str(previous is not None).lower(),
+                **self._reference(),
+            },
         )
         descriptor = self._registry.publish(
             self.service,
