@@ -121,9 +121,12 @@ def test_rollout_start_rolls_back_a_failing_version_and_exits_1(
     url, bp, registry = sqlite
     _launch(registry, onnx_bytes)
     base = registry.deployment("svc")
-    feed, done = Traffic(bp, healthy=2), threading.Event()
+    feed, done = Traffic(bp, healthy=0), threading.Event()
 
-    def serve() -> None:  # the scorers, while the command runs
+    def serve() -> None:  # the scorers, once the command has deployed its first step
+        while not done.wait(0.02):
+            if (registry.deployment("svc").reason or "").startswith("rollout gbm@2: step 1"):
+                break
         while not done.wait(0.05) and feed.batches < 200:
             feed.batch()
 
