@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
+from modelstream.archive.archiver import Archiver
+from modelstream.archive.reader import ArchiveReader
+from modelstream.backplane.records import OutRecord, now_ms
 from modelstream.errors import InvalidRequest, NotReady, ScoringError
 from modelstream.models.refs import ModelRef
+from modelstream.monitoring.compare import compare
+from modelstream.monitoring.monitor import Monitor
 from modelstream.scoring.embedded import EmbeddedScorer
 from modelstream.scoring.embedded_data import ScoredArrays, output_fields
 from modelstream.testing.models import config
+from modelstream.testing.sklearn import make_dataset
+from modelstream.wire.labels import Label
 
 from .conftest import Env, Models
 from .harness import Watcher, force_deployment, wait_until
@@ -186,6 +194,79 @@ def test_written_scores_are_score_records_on_the_scores_topic(
         np.testing.assert_allclose(proba.data, want[i], atol=1e-6)
     generated = [s for s in watcher.scores if not s.request_id.startswith("row-")]
     assert len(generated) == 10 and all(s.request_id.startswith(scorer.id) for s in generated)
+
+
+def test_written_scores_reach_the_monitor_and_compare(
+    env: Env, onnx_models: Models, tmp_path: Path
+) -> None:
+    """Champion and challenger each scored in-process, labels by row id, the real archiver:
+    ``compare`` pairs them and the monitor measures both, with no request ever written."""
+    champion, challenger = ModelRef("lr", 1), ModelRef("tree", 1)
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.publish(env.service, "tree", onnx_models.tree, format="onnx")
+    env.registry.deploy(env.service, champion, challengers=[challenger])
+    data = make_dataset(300, 4)  # the rows onnx_models.x was cut from, with their classes
+    x, y = data.x[:64], data.y[:64]
+    ids = [f"txn-{i}" for i in range(len(x))]
+    df = frame(x).assign(id=ids)
+    scorers = [
+        EmbeddedScorer(
+            env.service,
+            backplane=env.backplane,
+            settings=env.settings,
+            write_scores=True,
+            model=name,
+        )
+        for name in ("lr", "tree")
+    ]
+    try:
+        for scorer in scorers:
+            assert scorer.wait_ready(30)
+            scorer.score(df)
+    finally:
+        for scorer in scorers:
+            scorer.close()
+    labels = [
+        Label(env.service, int(label), now_ms(), request_id=i)
+        for i, label in zip(ids, y, strict=True)
+    ]
+    env.backplane.create_topic(f"{env.service}.labels")
+    env.backplane.produce(
+        f"{env.service}.labels", [OutRecord(lb.encode(), lb.key) for lb in labels]
+    )
+    archiver = Archiver(env.backplane, env.service, tmp_path / "archive", flush_rows=100_000)
+    try:
+        while archiver.step(timeout=0.2, max_records=5000):
+            pass
+    finally:
+        archiver.close()
+
+    reader = ArchiveReader(tmp_path / "archive")
+    assert reader.requests(env.service).empty  # nothing but scores and labels
+    joined = reader.joined(env.service, models=[champion, challenger])
+    assert sorted(joined["request_id"]) == sorted(ids)
+    assert joined["event_time"].isna().all()
+    result = compare(joined, champion, challenger)
+    assert result.n_paired == len(x)
+    assert (result.a.ref, result.b.ref) == (champion, challenger)
+    assert result.a.scored == result.b.scored == len(x)
+    truth = onnx_models.expected(onnx_models.lr[0], x).argmax(axis=1) == y
+    assert result.a.primary.name == "accuracy"
+    assert result.a.primary.value == pytest.approx(truth.mean())
+
+    monitor = Monitor(env.backplane, env.settings, env.service, standalone=True)
+    monitor.open()
+    try:
+        assert monitor.catch_up(timeout=30)
+        snapshot = monitor.snapshot()
+    finally:
+        monitor.stop()
+    for ref in (champion, challenger):
+        model = snapshot.model(str(ref))
+        assert model is not None, f"the monitor does not list {ref}"
+        assert model.labelled == model.scored == len(x)
+    lr = snapshot.model(str(champion))
+    assert lr is not None and lr.quality["accuracy"] == pytest.approx(truth.mean())
 
 
 def test_not_ready_before_a_deployment_and_after_close(env: Env, onnx_models: Models) -> None:
