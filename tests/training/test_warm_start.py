@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from modelstream.errors import ModelLoadError
+from modelstream.errors import ConfigurationError, ModelLoadError
 from modelstream.models.refs import ModelRef
 from modelstream.training.checkpoints import CheckpointStore
 from modelstream.training.config import TrainerConfig
 from modelstream.training.trainer import Trainer
-from modelstream.training.warm import continue_fit
+from modelstream.training.warm import Work, continue_fit
 
 from . import functions
 from .helpers import DRIFTED, SERVICE, STEP, T0, archive, concept, traffic, world
@@ -125,3 +125,85 @@ def test_continue_fit_with_partial_fit_counts_rows() -> None:
     new_x, new_y = concept(100, seed=3, weights=DRIFTED)
     model, work = continue_fit(model, new_x, new_y, epochs=3)
     assert work.rows == 300 and work.trees == 0
+
+
+@pytest.mark.parametrize(
+    ("function", "name"),
+    [
+        pytest.param("train_mlp", "mlp", id="network-fine-tuned"),
+        pytest.param("train_sgd", "sgd", id="sgd-partial-fit"),
+    ],
+)
+def test_a_warm_started_model_learns_the_new_concept_from_its_parent(
+    tmp_path: Path, function: str, name: str
+) -> None:
+    """Two trainer cycles: from scratch on the old concept, then continued from that
+    version on the drifted one; better there than the parent, which it names."""
+    rows = 600
+    w = world(tmp_path)
+    try:
+        old_x, old_y = concept(rows, seed=1)
+        traffic(w, old_x, old_y)
+        new_x, new_y = concept(rows, seed=2, weights=DRIFTED)
+        traffic(w, new_x, new_y, first=rows)
+        archive(w)
+        config = TrainerConfig(
+            f"tests.training.functions:{function}", output_name=name, margin=1.0, warm_start=True
+        )
+        with Trainer(w.backplane, w.settings, SERVICE, config) as trainer:
+            first = trainer.run_once(T0, T0 + rows * STEP)
+        # A new trainer, as after a restart: the parent comes from its skops file.
+        with Trainer(w.backplane, w.settings, SERVICE, config) as trainer:
+            warm = trainer.run_once(T0 + rows * STEP, T0 + 2 * rows * STEP)
+    finally:
+        w.close()
+    assert first.published is not None and first.parent is None
+    assert first.published.lineage.tags["warm_start"] == "false"
+    d = warm.published
+    assert d is not None and warm.evaluation is not None
+    assert warm.parent == ModelRef(name, 1) and d.ref == ModelRef(name, 2)
+    assert d.lineage.parent_version == 1 and d.lineage.tags["warm_start"] == "true"
+    holdout = round(rows * config.holdout_fraction)
+    parent_accuracy = first.estimator.score(new_x[-holdout:], new_y[-holdout:])
+    print(f"{name}: parent {parent_accuracy:.3f}, warm {warm.evaluation.candidate:.3f}")
+    assert warm.evaluation.candidate > parent_accuracy
+
+
+def test_continue_fit_grows_histogram_boosting_by_whole_iterations() -> None:
+    import copy
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = concept(600, seed=1)
+    new_x, new_y = concept(600, seed=2, weights=DRIFTED)
+    test_x, test_y = new_x[400:], new_y[400:]
+    parent = HistGradientBoostingClassifier(max_iter=50, random_state=0).fit(x, y)
+    before = parent.score(test_x, test_y)
+    model, work = continue_fit(copy.deepcopy(parent), new_x[:400], new_y[:400], add_trees=20)
+    assert model.n_iter_ == 70 and work == Work(rows=400, trees=20)
+    assert model.score(test_x, test_y) > before
+
+
+def test_continue_fit_changes_a_river_model() -> None:
+    from river import linear_model
+
+    x, y = concept(200, seed=1)
+    new_x, new_y = concept(200, seed=2, weights=DRIFTED)
+    model, _ = continue_fit(linear_model.LogisticRegression(), x, y)
+    probe = {str(i): float(v) for i, v in enumerate(new_x[0])}
+    before = model.predict_proba_one(probe)[True]
+    model, work = continue_fit(model, new_x, new_y)
+    assert work == Work(rows=200)
+    assert model.predict_proba_one(probe)[True] != pytest.approx(before, abs=1e-3)
+
+
+def test_what_cannot_be_continued_says_what_to_do() -> None:
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.svm import SVC
+
+    x, y = concept(100, seed=1)
+    network = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=1000).fit(x, y)
+    with pytest.raises(ConfigurationError, match="solver='adam' or 'sgd'"):
+        continue_fit(network, x, y)
+    with pytest.raises(ConfigurationError, match="train it from scratch"):
+        continue_fit(SVC().fit(x, y), x, y)

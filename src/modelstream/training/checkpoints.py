@@ -39,10 +39,13 @@ from modelstream.models.loaders.skops import TRUSTED_TYPES as SKOPS_TRUSTED
 from modelstream.models.refs import ModelRef
 from modelstream.settings import Settings
 
-# Types River models are made of (the models and optimisers used with modelstream), and
-# builtins skops does not trust by default; anything else must be listed by the caller.
+# Types River models are made of (the models and optimisers used with modelstream), the
+# optimiser state a scikit-learn network keeps for partial_fit (plain arrays and numbers),
+# and builtins skops does not trust by default; anything else must be listed by the caller.
 TRUSTED_TYPES: tuple[str, ...] = (
     *SKOPS_TRUSTED,
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
     "builtins.frozenset",
     "collections.Counter",
     "collections.defaultdict",
