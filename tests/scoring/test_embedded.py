@@ -15,6 +15,7 @@ from modelstream.archive.archiver import Archiver
 from modelstream.archive.reader import ArchiveReader
 from modelstream.backplane.records import OutRecord, now_ms
 from modelstream.errors import InvalidRequest, NotReady, ScoringError
+from modelstream.models.integrity import generate_keys
 from modelstream.models.refs import ModelRef
 from modelstream.monitoring.compare import compare
 from modelstream.monitoring.monitor import Monitor
@@ -164,6 +165,43 @@ def test_a_tampered_model_is_refused_and_the_old_one_keeps_serving(
         watcher.close()
 
 
+def test_where_signatures_are_required_unsigned_and_badly_signed_versions_are_refused(
+    env: Env, onnx_models: Models, tmp_path: Path
+) -> None:
+    trusted, stranger = generate_keys(tmp_path / "trusted"), generate_keys(tmp_path / "other")
+    signed = env.registry.publish(
+        env.service, "lr", onnx_models.lr[0], format="onnx", sign_key=trusted.private_path
+    )
+    env.registry.deploy(
+        env.service,
+        signed.ref,
+        require_signature=True,
+        trusted_keys={trusted.key_id: trusted.public_key},
+    )
+    unsigned = env.registry.publish(env.service, "lr", onnx_models.lr[1], format="onnx")
+    by_stranger = env.registry.publish(
+        env.service, "lr", onnx_models.lr[2], format="onnx", sign_key=stranger.private_path
+    )
+    altered = dataclasses.replace(signed, version=4)  # the signature covers the version
+    env.registry.write_descriptor(altered)
+    bad = [(unsigned, "is unsigned"), (by_stranger, "does not trust"), (altered, "not verify")]
+    with EmbeddedScorer(env.service, backplane=env.backplane, settings=env.settings) as scorer:
+        assert scorer.wait_ready(30) and scorer.serving == signed.ref
+        for n, (descriptor, why) in enumerate(bad, start=1):
+            current = env.registry.deployment(env.service)
+            live = dataclasses.replace(current.models[0], ref=descriptor.ref)
+            force_deployment(
+                env.backplane,
+                dataclasses.replace(current, models=(live,), revision=current.revision + 1),
+            )
+            wait_until(lambda n=n: len(scorer.failures) == n, 30, f"{descriptor.ref} refused")
+            failure = scorer.failures[-1]
+            assert failure.ref == descriptor.ref and failure.error_type == "SignatureError"
+            assert why in failure.error
+            assert scorer.serving == signed.ref
+            assert set(scorer.score(frame(onnx_models.x))["model_version"]) == {1}
+
+
 def test_written_scores_are_score_records_on_the_scores_topic(
     env: Env, onnx_models: Models
 ) -> None:
@@ -294,14 +332,50 @@ def test_a_model_that_raises_fails_the_call_and_is_counted(env: Env, onnx_models
         entrypoint="modelstream.testing.models:FailingModel",
     ).ref
     env.registry.deploy(env.service, ref, allow_python=True)
+    watcher = Watcher(env.backplane, env.service)
+    try:
+        with EmbeddedScorer(
+            env.service,
+            backplane=env.backplane,
+            settings=env.settings,
+            model="broken",
+            write_scores=True,
+        ) as scorer:
+            assert scorer.wait_ready(30)
+            with pytest.raises(ScoringError, match="RuntimeError"):
+                scorer.score(frame(onnx_models.x[:3]))
+            (stats,) = scorer.stats()
+            assert stats.errors == stats.invocations == 3
+        watcher.drain()
+    finally:
+        watcher.close()
+    # The monitor counts the failure too: one error score per row, with no outputs.
+    assert sorted(s.request_id for s in watcher.scores) == ["row-0", "row-1", "row-2"]
+    for score in watcher.scores:
+        assert not score.ok and score.outputs is None and score.ref == "broken@1"
+        assert "RuntimeError" in (score.error or "")
+
+
+def test_a_model_over_its_timeout_fails_the_call_without_waiting_for_it(
+    env: Env, onnx_models: Models
+) -> None:
+    ref = env.registry.publish(
+        env.service,
+        "slow",
+        config(delay_ms=1500),  # its warm-up takes 1.5 s too
+        format="python",
+        entrypoint="modelstream.testing.models:SlowModel",
+    ).ref
+    env.registry.deploy(env.service, ref, allow_python=True)
     with EmbeddedScorer(
-        env.service, backplane=env.backplane, settings=env.settings, model="broken"
+        env.service, backplane=env.backplane, settings=env.settings, timeout_s=0.2
     ) as scorer:
         assert scorer.wait_ready(30)
-        with pytest.raises(ScoringError, match="RuntimeError"):
-            scorer.score(onnx_models.x[:3])
+        # The timeout's error, not the model's answer 1.5 s later: the call did not wait.
+        with pytest.raises(ScoringError, match=r"within its timeout of 200 ?ms"):
+            scorer.score(onnx_models.x[:4])
         (stats,) = scorer.stats()
-        assert stats.errors == stats.invocations == 3
+        assert stats.ref == ref and stats.errors == stats.invocations == 4
 
 
 def test_output_fields_name_the_scored_columns(env: Env, onnx_models: Models) -> None:
