@@ -150,18 +150,38 @@ def test_foreach_batch_scores_each_micro_batch_and_writes_scores(
     def write(df: Any, batch_id: int) -> None:
         batches.append((batch_id, frame(df)))
 
+    def versions_of(ids: list[str]) -> set[int]:
+        rows = pd.concat([df for _, df in batches])
+        return set(rows[rows["id"].isin(ids)]["model_version"])
+
     stream = spark.readStream.schema(INPUT_SCHEMA).option("maxFilesPerTrigger", 1).json(str(folder))
     run = foreach_batch(w.service, w.url, write, settings=w.settings, write_scores=True)
     query = stream.writeStream.foreachBatch(run).start()
+    files: list[list[str]] = []
     try:
-        ids = write_file(folder, 0, versions.x) + write_file(folder, 1, versions.x)
+        files.append(write_file(folder, 0, versions.x))
         query.processAllAvailable()
+        assert versions_of(files[0]) == {1}
+
+        w.registry.publish(w.service, "lr", versions.models[1], format="onnx")
+        w.registry.deploy(w.service, ModelRef("lr", 2))
+        deadline = time.monotonic() + 45
+        while True:  # one file per micro-batch, until a batch was scored by lr@2
+            files.append(write_file(folder, len(files), versions.x))
+            query.processAllAvailable()
+            if 2 in versions_of(files[-1]):
+                break
+            assert time.monotonic() < deadline, "lr@2 was never used by foreachBatch"
+        files.append(write_file(folder, len(files), versions.x))  # after the swap was seen
+        query.processAllAvailable()
+        assert query.isActive and query.exception() is None
     finally:
         query.stop()
 
+    assert [batch_id for batch_id, _ in batches] == list(range(len(files)))
+    assert versions_of(files[-1]) == {2}
     rows = pd.concat([df for _, df in batches])
-    assert sorted(rows["id"]) == sorted(ids)
-    assert set(rows["model_version"]) == {1}
+    assert sorted(rows["id"]) == sorted(i for ids in files for i in ids)
     check_outputs(rows, versions)
     consumer = w.backplane.consumer([ServiceTopics(w.service).scores], start="earliest")
     try:
@@ -170,5 +190,7 @@ def test_foreach_batch_scores_each_micro_batch_and_writes_scores(
             scores += [decode_score(r.value) for r in more]
     finally:
         consumer.close()
-    assert sorted(s.request_id for s in scores) == sorted(ids)
-    assert all(s.ok and s.ref == "lr@1" for s in scores)
+    # Each written score names the version that scored its row in the batch.
+    version_of = dict(zip(rows["id"], rows["model_version"], strict=True))
+    assert sorted(s.request_id for s in scores) == sorted(version_of)
+    assert all(s.ok and s.ref == f"lr@{version_of[s.request_id]}" for s in scores)

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
+from modelstream.archive.archiver import Archiver
+from modelstream.archive.reader import ArchiveReader
+from modelstream.backplane.records import OutRecord, now_ms
 from modelstream.errors import InvalidRequest, NotReady, ScoringError
+from modelstream.models.integrity import generate_keys
 from modelstream.models.refs import ModelRef
+from modelstream.monitoring.compare import compare
+from modelstream.monitoring.monitor import Monitor
 from modelstream.scoring.embedded import EmbeddedScorer
 from modelstream.scoring.embedded_data import ScoredArrays, output_fields
 from modelstream.testing.models import config
+from modelstream.testing.sklearn import make_dataset
+from modelstream.wire.labels import Label
 
 from .conftest import Env, Models
 from .harness import Watcher, force_deployment, wait_until
@@ -156,6 +165,43 @@ def test_a_tampered_model_is_refused_and_the_old_one_keeps_serving(
         watcher.close()
 
 
+def test_where_signatures_are_required_unsigned_and_badly_signed_versions_are_refused(
+    env: Env, onnx_models: Models, tmp_path: Path
+) -> None:
+    trusted, stranger = generate_keys(tmp_path / "trusted"), generate_keys(tmp_path / "other")
+    signed = env.registry.publish(
+        env.service, "lr", onnx_models.lr[0], format="onnx", sign_key=trusted.private_path
+    )
+    env.registry.deploy(
+        env.service,
+        signed.ref,
+        require_signature=True,
+        trusted_keys={trusted.key_id: trusted.public_key},
+    )
+    unsigned = env.registry.publish(env.service, "lr", onnx_models.lr[1], format="onnx")
+    by_stranger = env.registry.publish(
+        env.service, "lr", onnx_models.lr[2], format="onnx", sign_key=stranger.private_path
+    )
+    altered = dataclasses.replace(signed, version=4)  # the signature covers the version
+    env.registry.write_descriptor(altered)
+    bad = [(unsigned, "is unsigned"), (by_stranger, "does not trust"), (altered, "not verify")]
+    with EmbeddedScorer(env.service, backplane=env.backplane, settings=env.settings) as scorer:
+        assert scorer.wait_ready(30) and scorer.serving == signed.ref
+        for n, (descriptor, why) in enumerate(bad, start=1):
+            current = env.registry.deployment(env.service)
+            live = dataclasses.replace(current.models[0], ref=descriptor.ref)
+            force_deployment(
+                env.backplane,
+                dataclasses.replace(current, models=(live,), revision=current.revision + 1),
+            )
+            wait_until(lambda n=n: len(scorer.failures) == n, 30, f"{descriptor.ref} refused")
+            failure = scorer.failures[-1]
+            assert failure.ref == descriptor.ref and failure.error_type == "SignatureError"
+            assert why in failure.error
+            assert scorer.serving == signed.ref
+            assert set(scorer.score(frame(onnx_models.x))["model_version"]) == {1}
+
+
 def test_written_scores_are_score_records_on_the_scores_topic(
     env: Env, onnx_models: Models
 ) -> None:
@@ -188,6 +234,79 @@ def test_written_scores_are_score_records_on_the_scores_topic(
     assert len(generated) == 10 and all(s.request_id.startswith(scorer.id) for s in generated)
 
 
+def test_written_scores_reach_the_monitor_and_compare(
+    env: Env, onnx_models: Models, tmp_path: Path
+) -> None:
+    """Champion and challenger each scored in-process, labels by row id, the real archiver:
+    ``compare`` pairs them and the monitor measures both, with no request ever written."""
+    champion, challenger = ModelRef("lr", 1), ModelRef("tree", 1)
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.publish(env.service, "tree", onnx_models.tree, format="onnx")
+    env.registry.deploy(env.service, champion, challengers=[challenger])
+    data = make_dataset(300, 4)  # the rows onnx_models.x was cut from, with their classes
+    x, y = data.x[:64], data.y[:64]
+    ids = [f"txn-{i}" for i in range(len(x))]
+    df = frame(x).assign(id=ids)
+    scorers = [
+        EmbeddedScorer(
+            env.service,
+            backplane=env.backplane,
+            settings=env.settings,
+            write_scores=True,
+            model=name,
+        )
+        for name in ("lr", "tree")
+    ]
+    try:
+        for scorer in scorers:
+            assert scorer.wait_ready(30)
+            scorer.score(df)
+    finally:
+        for scorer in scorers:
+            scorer.close()
+    labels = [
+        Label(env.service, int(label), now_ms(), request_id=i)
+        for i, label in zip(ids, y, strict=True)
+    ]
+    env.backplane.create_topic(f"{env.service}.labels")
+    env.backplane.produce(
+        f"{env.service}.labels", [OutRecord(lb.encode(), lb.key) for lb in labels]
+    )
+    archiver = Archiver(env.backplane, env.service, tmp_path / "archive", flush_rows=100_000)
+    try:
+        while archiver.step(timeout=0.2, max_records=5000):
+            pass
+    finally:
+        archiver.close()
+
+    reader = ArchiveReader(tmp_path / "archive")
+    assert reader.requests(env.service).empty  # nothing but scores and labels
+    joined = reader.joined(env.service, models=[champion, challenger])
+    assert sorted(joined["request_id"]) == sorted(ids)
+    assert joined["event_time"].isna().all()
+    result = compare(joined, champion, challenger)
+    assert result.n_paired == len(x)
+    assert (result.a.ref, result.b.ref) == (champion, challenger)
+    assert result.a.scored == result.b.scored == len(x)
+    truth = onnx_models.expected(onnx_models.lr[0], x).argmax(axis=1) == y
+    assert result.a.primary.name == "accuracy"
+    assert result.a.primary.value == pytest.approx(truth.mean())
+
+    monitor = Monitor(env.backplane, env.settings, env.service, standalone=True)
+    monitor.open()
+    try:
+        assert monitor.catch_up(timeout=30)
+        snapshot = monitor.snapshot()
+    finally:
+        monitor.stop()
+    for ref in (champion, challenger):
+        model = snapshot.model(str(ref))
+        assert model is not None, f"the monitor does not list {ref}"
+        assert model.labelled == model.scored == len(x)
+    lr = snapshot.model(str(champion))
+    assert lr is not None and lr.quality["accuracy"] == pytest.approx(truth.mean())
+
+
 def test_not_ready_before_a_deployment_and_after_close(env: Env, onnx_models: Models) -> None:
     scorer = EmbeddedScorer(env.service, backplane=env.backplane, settings=env.settings)
     try:
@@ -213,14 +332,50 @@ def test_a_model_that_raises_fails_the_call_and_is_counted(env: Env, onnx_models
         entrypoint="modelstream.testing.models:FailingModel",
     ).ref
     env.registry.deploy(env.service, ref, allow_python=True)
+    watcher = Watcher(env.backplane, env.service)
+    try:
+        with EmbeddedScorer(
+            env.service,
+            backplane=env.backplane,
+            settings=env.settings,
+            model="broken",
+            write_scores=True,
+        ) as scorer:
+            assert scorer.wait_ready(30)
+            with pytest.raises(ScoringError, match="RuntimeError"):
+                scorer.score(frame(onnx_models.x[:3]))
+            (stats,) = scorer.stats()
+            assert stats.errors == stats.invocations == 3
+        watcher.drain()
+    finally:
+        watcher.close()
+    # The monitor counts the failure too: one error score per row, with no outputs.
+    assert sorted(s.request_id for s in watcher.scores) == ["row-0", "row-1", "row-2"]
+    for score in watcher.scores:
+        assert not score.ok and score.outputs is None and score.ref == "broken@1"
+        assert "RuntimeError" in (score.error or "")
+
+
+def test_a_model_over_its_timeout_fails_the_call_without_waiting_for_it(
+    env: Env, onnx_models: Models
+) -> None:
+    ref = env.registry.publish(
+        env.service,
+        "slow",
+        config(delay_ms=1500),  # its warm-up takes 1.5 s too
+        format="python",
+        entrypoint="modelstream.testing.models:SlowModel",
+    ).ref
+    env.registry.deploy(env.service, ref, allow_python=True)
     with EmbeddedScorer(
-        env.service, backplane=env.backplane, settings=env.settings, model="broken"
+        env.service, backplane=env.backplane, settings=env.settings, timeout_s=0.2
     ) as scorer:
         assert scorer.wait_ready(30)
-        with pytest.raises(ScoringError, match="RuntimeError"):
-            scorer.score(onnx_models.x[:3])
+        # The timeout's error, not the model's answer 1.5 s later: the call did not wait.
+        with pytest.raises(ScoringError, match=r"within its timeout of 200 ?ms"):
+            scorer.score(onnx_models.x[:4])
         (stats,) = scorer.stats()
-        assert stats.errors == stats.invocations == 3
+        assert stats.ref == ref and stats.errors == stats.invocations == 4
 
 
 def test_output_fields_name_the_scored_columns(env: Env, onnx_models: Models) -> None:

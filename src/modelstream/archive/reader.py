@@ -7,7 +7,9 @@ DataFrames. Windows are half-open ``[start, end)`` on each kind's own time colum
 
 :meth:`ArchiveReader.joined` is the training and evaluation set: one row per request of
 the window, with its label (by request id, else by entity and event time) and, per model
-version, that model's score columns named by :func:`score_column`.
+version, that model's score columns named by :func:`score_column`. Scores whose request
+was never archived (an embedded scorer writes scores but no requests) get rows of their
+own, with empty request columns, so ``compare`` and promotion see them too.
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ class ArchiveReader:
             p.name.removeprefix("service=") for p in self.root.glob("service=*") if p.is_dir()
         )
 
+    def _dataset(self, service: str, kind: str) -> ds.Dataset | None:
+        """One kind of one service as a hive-partitioned dataset; ``None`` if never written."""
+        directory = kind_dir(self.root, service, kind)
+        if not directory.is_dir():
+            return None
+        schema = SCHEMAS[kind].append(pa.field("date", pa.string()))
+        partitioning = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
+        return ds.dataset(directory, schema=schema, format="parquet", partitioning=partitioning)
+
     def _table(
         self,
         service: str,
@@ -57,12 +68,9 @@ class ArchiveReader:
         end: datetime | None,
         extra: ds.Expression | None = None,
     ) -> pa.Table:
-        directory = kind_dir(self.root, service, kind)
-        schema = SCHEMAS[kind].append(pa.field("date", pa.string()))
-        if not directory.is_dir():
-            return schema.empty_table()
-        partitioning = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
-        dataset = ds.dataset(directory, schema=schema, format="parquet", partitioning=partitioning)
+        dataset = self._dataset(service, kind)
+        if dataset is None:
+            return SCHEMAS[kind].append(pa.field("date", pa.string())).empty_table()
         column = ds.field(TIME_COLUMN[kind])
         condition: ds.Expression | None = extra
         if start is not None:
@@ -168,26 +176,37 @@ class ArchiveReader:
         f)`` for f in :data:`SCORE_FIELDS`. Scores and labels are looked for from the
         window's start to ``end + horizon`` (default: no upper bound), since both come
         after their request.
+
+        **Scores without a request.** A request id that has scores (of ``models``, when
+        given) with ``scored_at`` in the window but no archived request at all -- the
+        embedded scorer and the Spark and Bytewax adapters write scores only -- gets a
+        row too, after the request rows: ``request_id``, the label columns and the score
+        columns are filled, every request column is null (``event_time`` is ``NaT``, the
+        inputs NaN), so it is compared and monitored but never trained on. A label with
+        neither a request nor a score makes no row: there is nothing to judge it against.
         """
         reqs = self.requests(service, start, end)
         upper = None if end is None or horizon is None else end + horizon
+        wanted = None if models is None else {(m.name, m.version) for m in models}
+        ids = pa.array(reqs["request_id"].tolist() if not reqs.empty else [], pa.string())
+        scores = self._frame(
+            self._table(service, "scores", start, upper, ds.field("request_id").isin(ids)),
+            ["request_id", "model", "version"],
+            "scored_at",
+        )
+        orphans = self._scores_without_request(service, start, end, ids, wanted)
+        if not orphans.empty:
+            reqs = _append_ids(reqs, orphans["request_id"].unique().tolist())
+            scores = pd.concat([scores, orphans], ignore_index=True) if len(scores) else orphans
         no_time = pd.Series(pd.NaT, index=reqs.index, dtype="datetime64[ms, UTC]")
         frame = reqs.assign(label=float("nan"), label_text=None, labelled_at=no_time)
         if reqs.empty:
             return frame
-        ids = pa.array(reqs["request_id"].tolist(), pa.string())
         labels = self.labels(service, start, upper)
         if not labels.empty:
             frame = _attach_labels(
                 frame.drop(columns=["label", "label_text", "labelled_at"]), labels
             )
-        in_window = ds.field("request_id").isin(ids)
-        scores = self._frame(
-            self._table(service, "scores", start, upper, in_window),
-            ["request_id", "model", "version"],
-            "scored_at",
-        )
-        wanted = None if models is None else {(m.name, m.version) for m in models}
         refs = sorted(
             {(m, int(v)) for m, v in zip(scores["model"], scores["version"], strict=True)}
         )
@@ -200,6 +219,60 @@ class ArchiveReader:
         if labelled_only:
             frame = frame[frame["label_text"].notna()]
         return frame.reset_index(drop=True)
+
+    def _scores_without_request(
+        self,
+        service: str,
+        start: datetime | None,
+        end: datetime | None,
+        known: pa.Array,
+        wanted: set[tuple[str, int]] | None,
+    ) -> pd.DataFrame:
+        """Deduplicated scores of ``[start, end)`` by ``scored_at`` whose request id is
+        neither in ``known`` (the window's requests) nor anywhere in the requests archive."""
+        condition = ~ds.field("request_id").isin(known)
+        if wanted is not None:
+            by_model = [
+                (ds.field("model") == name) & (ds.field("version") == version)
+                for name, version in sorted(wanted)
+            ]
+            if not by_model:
+                return pd.DataFrame()
+            either = by_model[0]
+            for other in by_model[1:]:
+                either = either | other
+            condition = condition & either
+        scores = self._frame(
+            self._table(service, "scores", start, end, condition),
+            ["request_id", "model", "version"],
+            "scored_at",
+        )
+        if scores.empty:
+            return scores
+        # A request of another window (scored across the window's edge) is not an orphan:
+        # look its id up in the whole requests archive, reading that one column only.
+        candidates = pa.array(scores["request_id"].unique().tolist(), pa.string())
+        requests = self._dataset(service, "requests")
+        if requests is not None:
+            found = requests.to_table(
+                columns=["request_id"], filter=ds.field("request_id").isin(candidates)
+            )
+            seen = set(found.column("request_id").to_pylist())
+            scores = scores[~scores["request_id"].isin(seen)]
+        return scores.reset_index(drop=True)
+
+
+def _append_ids(reqs: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """``reqs`` with one more row per id in ``ids``: that id, every other column null."""
+    # reindex, not concat: it keeps each column's dtype (NaT in event_time) and does not
+    # warn about concatenating all-null columns.
+    reqs = reqs.reset_index(drop=True)
+    for column in reqs.select_dtypes("integer").columns:  # nullable, so they stay integers
+        nullable = pd.api.types.pandas_dtype(str(reqs[column].dtype).capitalize())
+        reqs[column] = reqs[column].astype(nullable)
+    out = reqs.reindex(range(len(reqs) + len(ids)))
+    out.loc[len(reqs) :, "request_id"] = ids
+    return out
 
 
 def _attach_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

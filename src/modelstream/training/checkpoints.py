@@ -12,15 +12,25 @@ trainer keeps the estimator it fitted, next to the version it published. Contrac
   skops_trusted_types`` and the caller's extras), naming the type, before anything is
   built -- so a file someone else dropped in the directory cannot run code;
 * River models are stored the same way (skops rebuilds them from their state);
+* a file is parsed once: skops is handed the trusted list and refuses anything else;
+* the store keeps a private copy of each estimator it saved in this process (the newest
+  version per model name) when its file holds only trusted types. :meth:`CheckpointStore.
+  load` returns a copy of it instead of parsing the file when the file's sha256 is still
+  that of the bytes this store wrote: the object is then exactly what those bytes
+  rebuild, so no trust decision is skipped (a warm start's parent costs milliseconds).
+  A file changed since (by anyone) goes through the trusted-types parse as always;
 * the default root is ``<archive root>/../checkpoints`` (next to the archive: the machine's
   state lives in one directory); see :func:`default_root`.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +39,13 @@ from modelstream.models.loaders.skops import TRUSTED_TYPES as SKOPS_TRUSTED
 from modelstream.models.refs import ModelRef
 from modelstream.settings import Settings
 
-# Types River models are made of (the models and optimisers used with modelstream), and
-# builtins skops does not trust by default; anything else must be listed by the caller.
+# Types River models are made of (the models and optimisers used with modelstream), the
+# optimiser state a scikit-learn network keeps for partial_fit (plain arrays and numbers),
+# and builtins skops does not trust by default; anything else must be listed by the caller.
 TRUSTED_TYPES: tuple[str, ...] = (
     *SKOPS_TRUSTED,
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
     "builtins.frozenset",
     "collections.Counter",
     "collections.defaultdict",
@@ -58,6 +71,15 @@ def default_root(settings: Settings) -> Path:
     return settings.archive_root().parent / "checkpoints"
 
 
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """An estimator this store saved, and the sha256 of the bytes it wrote for it."""
+
+    ref: ModelRef
+    sha256: str
+    estimator: Any
+
+
 class CheckpointStore:
     """Fitted estimators by ``(service, name@version)``; see the module doc."""
 
@@ -67,6 +89,7 @@ class CheckpointStore:
         self.root = Path(root)
         configured = settings.skops_trusted_types if settings is not None else ()
         self._trusted = frozenset((*TRUSTED_TYPES, *configured, *extra_trusted))
+        self._saved: dict[tuple[str, str], _Saved] = {}  # (service, name) -> newest saved
 
     def path(self, service: str, ref: ModelRef) -> Path:
         return self.root / service / f"{ref}.skops"
@@ -90,7 +113,23 @@ class CheckpointStore:
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(target)
+        self._keep(service, ref, data, estimator)
         return target
+
+    def _keep(self, service: str, ref: ModelRef, data: bytes, estimator: Any) -> None:
+        """Keep a copy of what was saved, for :meth:`load` -- only if the file would load:
+        a type outside the trusted list must be refused now as after a restart."""
+        import skops.io as sio
+
+        self._saved.pop((service, ref.name), None)
+        if set(sio.get_untrusted_types(data=data)) - self._trusted:
+            return
+        try:
+            # A copy, so the caller changing its estimator later does not change ours.
+            kept = _Saved(ref, hashlib.sha256(data).hexdigest(), copy.deepcopy(estimator))
+        except Exception:  # not copyable: load() parses the file instead
+            return
+        self._saved[(service, ref.name)] = kept
 
     def versions(self, service: str, name: str) -> list[int]:
         """Versions of ``name`` with a checkpoint, ascending."""
@@ -108,8 +147,10 @@ class CheckpointStore:
         return ModelRef(name, versions[-1]) if versions else None
 
     def load(self, service: str, ref: ModelRef) -> Any:
-        """A fresh copy of ``ref``'s estimator; ``ModelLoadError`` if untrusted or missing."""
+        """A fresh copy of ``ref``'s estimator (the caller may change it);
+        ``ModelLoadError`` if it is missing, not skops, or holds an untrusted type."""
         import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
 
         path = self.path(service, ref)
         try:
@@ -119,14 +160,21 @@ class CheckpointStore:
                 f"no checkpoint of {ref} at {path} ({exc.strerror}); train it from scratch "
                 "(warm start needs a version this trainer fitted)"
             ) from None
+        saved = self._saved.get((service, ref.name))
+        if (
+            saved is not None
+            and saved.ref == ref
+            and hashlib.sha256(data).hexdigest() == saved.sha256
+        ):
+            return copy.deepcopy(saved.estimator)
         try:
-            untrusted = set(sio.get_untrusted_types(data=data))
-        except Exception as exc:
-            raise ModelLoadError(f"checkpoint {path} is not a skops file: {exc}") from None
-        unknown = sorted(untrusted - self._trusted)
-        if unknown:
+            return sio.loads(data, trusted=sorted(self._trusted))
+        except UntrustedTypesFoundException:
+            # Only a refused file pays for a second parse, to name what was refused.
+            unknown = sorted(set(sio.get_untrusted_types(data=data)) - self._trusted)
             raise ModelLoadError(
                 f"checkpoint {path} holds types that are not trusted: {', '.join(unknown)}; "
                 "if you trust them, add them to MODELSTREAM_SKOPS_TRUSTED_TYPES"
-            )
-        return sio.loads(data, trusted=sorted(untrusted))
+            ) from None
+        except Exception as exc:
+            raise ModelLoadError(f"checkpoint {path} is not a skops file: {exc}") from None

@@ -16,6 +16,10 @@ triggers and threads. In order:
    ``champion``, ``warm_start``, ``function``), checkpoint the estimator under the new
    ref, and with ``deploy_as_challenger`` add it to the deployment as a challenger.
 
+``CycleResult.timings_ms`` has one lap per step, in milliseconds: ``read``, ``parent``
+(reading the warm-start parent; about 0 without warm start), ``train`` (the training
+function alone), ``convert``, ``evaluate`` and ``publish``.
+
 Every cycle that gets as far as training ends with one record on
 ``<service>.model-events`` (:mod:`.events`): ``retrain_published`` or
 ``retrain_rejected`` with the reason (also ``retrain_skipped`` when the window is too
@@ -140,6 +144,7 @@ def run_cycle(
         return CycleResult(None, reason, frame.rows, timings_ms=laps.marks)
     train, holdout = split_holdout(frame, config.holdout_fraction)
     parent_ref, parent = _parent(config, checkpoints, service, output, previous)
+    laps("parent")  # apart from "train": reading the parent is not training it
     estimator = check_fitted(function.spec, function(train.frame.copy(), parent))
     laps("train")
     data = to_onnx(estimator, len(train.columns), input_name=train.tensor_name)

@@ -11,6 +11,11 @@ a :class:`Work` so a caller (or a test) can see how much was done:
 * **boosting with ``warm_start``** (``GradientBoostingClassifier`` ...):
   ``n_estimators`` grows by ``add_trees`` and ``fit`` fits only the new trees on the new
   rows; ``Work.trees`` counts them;
+* **histogram boosting** (``HistGradientBoostingClassifier``/``Regressor``): the same
+  with ``max_iter`` grown by ``add_trees`` iterations (``Work.trees`` counts the trees:
+  one per iteration, one per class and iteration for more than two classes). The new
+  trees use the parent's feature bins, and with early stopping on (the default above
+  10 000 rows) fewer may be added;
 * **River models** (``learn_one``): one pass of ``learn_one`` over the new rows.
 
 The parent is changed in place and returned: the trainer hands a fresh copy from its
@@ -70,12 +75,28 @@ def continue_fit(
         for _ in range(epochs):
             parent.partial_fit(x, y)
         return parent, Work(rows=len(x) * epochs)
+    if getattr(parent, "warm_start", None) is not None and hasattr(parent, "_predictors"):
+        before = _hist_trees(parent)
+        parent.set_params(warm_start=True, max_iter=parent.n_iter_ + add_trees)
+        parent.fit(x, y)
+        return parent, Work(rows=len(x), trees=_hist_trees(parent) - before)
     if getattr(parent, "warm_start", None) is not None and hasattr(parent, "n_estimators"):
         before = len(getattr(parent, "estimators_", ()))
         parent.set_params(warm_start=True, n_estimators=before + add_trees)
         parent.fit(x, y)
         return parent, Work(rows=len(x), trees=len(parent.estimators_) - before)
+    if hasattr(parent, "coefs_"):
+        raise ConfigurationError(
+            f"{type(parent).__name__} with solver={parent.solver!r} cannot be continued: "
+            "partial_fit needs solver='adam' or 'sgd'; fit the parent with one of those"
+        )
     raise ConfigurationError(
         f"{type(parent).__name__} cannot be continued: warm start needs partial_fit, a "
-        "warm_start parameter (boosting, forests) or a River model"
+        "warm_start parameter (boosting, forests) or a River model; train it from scratch "
+        "(a function that ignores `parent`)"
     )
+
+
+def _hist_trees(model: Any) -> int:
+    """Trees of a fitted histogram gradient boosting model (a list per iteration)."""
+    return sum(len(trees) for trees in model._predictors)  # no public count of trees
