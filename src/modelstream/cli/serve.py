@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import fail, reported
 from modelstream.gateway.loop import LoopConfig
 from modelstream.gateway.serving import Serving, deployed_services, run_scorer
@@ -88,6 +88,7 @@ def serve_command(
     auto_promote: AutoPromoteOption = None,
     min_labels: MinLabelsOption = 200,
     alpha: AlphaOption = 0.05,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Run every role of the services in this process: gateway, rendezvous, scorers,
     monitor, archiver, and with --train the trainer and automatic promotion."""
@@ -140,6 +141,7 @@ def run_command(
     auto_promote: AutoPromoteOption = None,
     min_labels: MinLabelsOption = 200,
     alpha: AlphaOption = 0.05,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Run one role of the services (on Kafka, each role can be a process of its own)."""
     settings = settings_of(ctx)

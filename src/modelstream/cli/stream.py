@@ -24,7 +24,7 @@ import typer
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, Record
-from modelstream.cli.context import backplane_of
+from modelstream.cli.context import BackplaneOption, backplane_of
 from modelstream.cli.errors import fail, reported
 
 BATCH = 1000
@@ -62,6 +62,7 @@ def produce(
     key_field: str | None = typer.Option(
         None, "--key-field", "-k", help="Field of each JSON line to use as the record key."
     ),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Produce each JSON line of stdin as a record; print how many were produced."""
     produced = errors = 0
@@ -162,6 +163,7 @@ def consume(
     timeout: float | None = typer.Option(
         None, "--timeout", "-t", min=0, help="Stop after S seconds without a record."
     ),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Print records as JSON lines until --limit or --timeout (or Ctrl-C)."""
     with backplane_of(ctx) as backplane:
