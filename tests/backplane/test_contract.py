@@ -138,6 +138,7 @@ def test_records_round_trip_every_field(backplane: Backplane) -> None:
         OutRecord(b"", key=b"", headers=(("a", b""),)),
         OutRecord(b"\x00\xff" * 50, key=b"\x01k", timestamp=1_600_000_000_123),
         OutRecord(b"h", key=b"k", headers=(("trace", b"1"), ("x", b"\x00"), ("trace", b"2"))),
+        OutRecord(b"first ms", timestamp=1),  # the earliest time every engine can store
     ]
     delivered = backplane.produce(name, sent)
     with closing(backplane.consumer([name])) as consumer:
@@ -150,6 +151,20 @@ def test_records_round_trip_every_field(backplane: Backplane) -> None:
     assert got[0].timestamp == delivered[0].timestamp
     assert got[3].header("trace") == b"2"
     assert got[3].header("missing") is None
+    assert got[4].timestamp == 1 == delivered[4].timestamp
+
+
+def test_a_timestamp_of_0_is_refused_and_nothing_of_its_batch_is_written(
+    backplane: Backplane,
+) -> None:
+    # Kafka clients read a timestamp of 0 as "now"; every engine refuses it alike rather
+    # than store the record at the wrong time.
+    name = unique("epoch")
+    backplane.create_topic(name, 1)
+    batch = [OutRecord(b"fine", timestamp=5), OutRecord(b"zero", timestamp=0)]
+    with pytest.raises(ConfigurationError, match=r"timestamp 0.*leave the timestamp unset"):
+        backplane.produce(name, batch)
+    assert backplane.describe_topic(name).records == 0
 
 
 def test_a_batch_is_read_back_in_order(backplane: Backplane) -> None:
