@@ -154,19 +154,6 @@ def test_records_round_trip_every_field(backplane: Backplane) -> None:
     assert got[4].timestamp == 1 == delivered[4].timestamp
 
 
-def test_a_timestamp_of_0_is_refused_and_nothing_of_its_batch_is_written(
-    backplane: Backplane,
-) -> None:
-    # Kafka clients read a timestamp of 0 as "now"; every engine refuses it alike rather
-    # than store the record at the wrong time.
-    name = unique("epoch")
-    backplane.create_topic(name, 1)
-    batch = [OutRecord(b"fine", timestamp=5), OutRecord(b"zero", timestamp=0)]
-    with pytest.raises(ConfigurationError, match=r"timestamp 0.*leave the timestamp unset"):
-        backplane.produce(name, batch)
-    assert backplane.describe_topic(name).records == 0
-
-
 def test_a_batch_is_read_back_in_order(backplane: Backplane) -> None:
     name = unique("order")
     backplane.create_topic(name, 2)
