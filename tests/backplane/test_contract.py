@@ -221,34 +221,6 @@ def test_earliest_consumers_joining_mid_stream_miss_nothing(backplane: Backplane
         assert sorted(r.value for r in records) == sorted(values(sent))
 
 
-def test_seek_to_offset_beginning_end_and_time(backplane: Backplane) -> None:
-    name = unique("seek")
-    backplane.create_topic(name, 2)
-    tp = TopicPartition(name, 0)
-    backplane.produce(
-        name, [OutRecord(b"%d" % i, partition=0, timestamp=1000 * (i + 1)) for i in range(10)]
-    )
-    with closing(backplane.consumer([name])) as consumer:
-        assert len(collect(consumer, 10)) == 10
-        consumer.seek(tp, 5)
-        assert consumer.position(tp) == 5
-        assert [r.offset for r in collect(consumer, 5)] == [5, 6, 7, 8, 9]
-        consumer.seek_to_beginning([tp])
-        assert consumer.position(tp) == 0
-        assert collect(consumer, 10)[0].offset == 0
-        consumer.seek_to_time(4500)
-        assert consumer.position(tp) == 4
-        assert collect(consumer, 1)[0].timestamp == 5000
-        consumer.seek_to_time(99_000, [tp])
-        assert consumer.position(tp) == 10
-        consumer.seek_to_beginning()
-        consumer.seek_to_end()
-        assert consumer.position(tp) == 10
-        assert consumer.poll(timeout=0.2) == []
-        backplane.produce(name, [OutRecord(b"after", partition=0)])
-        assert [r.value for r in collect(consumer, 1)] == [b"after"]
-
-
 def test_a_closed_consumer_refuses_to_poll(backplane: Backplane) -> None:
     consumer = backplane.consumer([unique("closed")])
     consumer.close()

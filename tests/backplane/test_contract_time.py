@@ -1,4 +1,4 @@
-"""The backplane contract on event time, run against every engine (see test_contract.py).
+"""The backplane contract on seeking and event time, run against every engine.
 
 ``seek_to_time(t)`` moves to the *first record in offset order* whose timestamp is at or
 after ``t``: an exact match counts, and with timestamps out of order a later, smaller
@@ -23,6 +23,34 @@ def _produce_at(backplane: Backplane, name: str, partition: int, stamps: list[in
         name,
         [OutRecord(b"%d@%d" % (partition, t), partition=partition, timestamp=t) for t in stamps],
     )
+
+
+def test_seek_to_offset_beginning_end_and_time(backplane: Backplane) -> None:
+    name = unique("seek")
+    backplane.create_topic(name, 2)
+    tp = TopicPartition(name, 0)
+    backplane.produce(
+        name, [OutRecord(b"%d" % i, partition=0, timestamp=1000 * (i + 1)) for i in range(10)]
+    )
+    with closing(backplane.consumer([name])) as consumer:
+        assert len(collect(consumer, 10)) == 10
+        consumer.seek(tp, 5)
+        assert consumer.position(tp) == 5
+        assert [r.offset for r in collect(consumer, 5)] == [5, 6, 7, 8, 9]
+        consumer.seek_to_beginning([tp])
+        assert consumer.position(tp) == 0
+        assert collect(consumer, 10)[0].offset == 0
+        consumer.seek_to_time(4500)
+        assert consumer.position(tp) == 4
+        assert collect(consumer, 1)[0].timestamp == 5000
+        consumer.seek_to_time(99_000, [tp])
+        assert consumer.position(tp) == 10
+        consumer.seek_to_beginning()
+        consumer.seek_to_end()
+        assert consumer.position(tp) == 10
+        assert consumer.poll(timeout=0.2) == []
+        backplane.produce(name, [OutRecord(b"after", partition=0)])
+        assert [r.value for r in collect(consumer, 1)] == [b"after"]
 
 
 def test_seek_to_an_exact_timestamp_lands_on_that_record(backplane: Backplane) -> None:
