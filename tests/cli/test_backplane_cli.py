@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from modelstream.backplane.records import OutRecord
 from modelstream.cli.app import app
 
 MODELSTREAM = str(Path(sys.executable).with_name("modelstream"))
@@ -168,3 +169,37 @@ def test_a_group_consume_shows_in_describe_and_the_next_one_resumes(
     lines = [json.loads(line) for line in second.output.splitlines()]
     assert [(r["offset"], r["value"]) for r in lines] == [(4, {"n": 4}), (5, {"n": 5})]
     assert _cells(cli("topics", "describe", "events").output, "readers")[2:] == ["0:6", "0"]
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+def test_a_broker_gone_mid_consume_is_an_error_not_a_drained_topic() -> None:
+    from modelstream.backplane.factory import open_backplane
+    from modelstream.testing.broker import TansuBroker
+
+    with TansuBroker.start() as broker:
+        backplane = open_backplane(broker.url)
+        backplane.produce("gone", [OutRecord(b'{"n": 1}'), OutRecord(b'{"n": 2}')])
+        backplane.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSTREAM_")}
+        env["MODELSTREAM_CONNECT_TIMEOUT_S"] = "1"
+        command = [MODELSTREAM, "consume", "gone", "--from-beginning", "-t", "1"]
+        with subprocess.Popen(
+            [*command, "--backplane", broker.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as consume:
+            assert consume.stdout is not None and consume.stderr is not None
+            assert json.loads(consume.stdout.readline())["value"] == {"n": 1}
+            broker.process.kill()  # mid-stream: connected, records read, then nothing
+            killed = time.monotonic()
+            consume.wait(timeout=60)
+            elapsed = time.monotonic() - killed
+            stderr = consume.stderr.read()
+    assert consume.returncode == 1
+    assert stderr.startswith("error: kafka broker did not answer")
+    assert "check that it runs" in stderr
+    assert stderr.strip().count("\n") == 0
+    assert elapsed < 1 + 1 + 5, elapsed  # --timeout, then the connect timeout, plus slack

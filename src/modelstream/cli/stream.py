@@ -137,6 +137,10 @@ def _drain(
             records = consumer.poll(want, 0.2)
             if not records:
                 if timeout is not None and time.monotonic() - last >= timeout:
+                    # Silence means a drained topic or a broker gone: the Kafka consumer
+                    # retries transport errors quietly, as long-running roles need. Ask
+                    # the backplane once, so a dead broker ends in an error, not exit 0.
+                    backplane.list_topics()
                     break
                 continue
             last = time.monotonic()
@@ -165,7 +169,11 @@ def consume(
     ),
     backplane_url: BackplaneOption = None,
 ) -> None:
-    """Print records as JSON lines until --limit or --timeout (or Ctrl-C)."""
+    """Print records as JSON lines until --limit or --timeout (or Ctrl-C).
+
+    A --timeout ends with exit 0 only if the backplane still answers: a broker that went
+    away mid-stream is reported as an error (exit 1) once the connect timeout passes.
+    """
     with backplane_of(ctx) as backplane:
         try:
             _drain(
