@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Message, Producer
 
+from modelstream.backplane.kafka import reader
 from modelstream.backplane.kafka.engine import KafkaBackplane
 from modelstream.backplane.partitioner import partition_for
-from modelstream.backplane.records import Delivered, OutRecord
+from modelstream.backplane.records import Delivered, OutRecord, TopicPartition
 from modelstream.errors import BackplaneUnavailable
 from modelstream.settings import Settings
-from modelstream.testing.broker import free_port
+from modelstream.testing.broker import TansuBroker, free_port
 from tests.backplane.helpers import collect, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.integration]
@@ -123,3 +126,69 @@ def test_each_delivery_names_where_its_own_record_is(kafka_broker: str) -> None:
                     assert where.partition == partition_for(out.key, 3)
     finally:
         backplane.close()
+
+
+class _SlowLink(Consumer):
+    """A consumer whose broker hands over each batch of records only after a delay."""
+
+    delay_s = 0.4
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        messages = super().consume(num_messages, timeout)
+        if messages:
+            time.sleep(self.delay_s)
+        return messages
+
+
+def test_reads_that_outlast_the_timeout_succeed_while_records_arrive(
+    kafka_broker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # connect_timeout_s bounds the broker's silence, not a whole read: a topic that takes
+    # longer than the timeout to read (a large one, a slow link) is still read in full.
+    monkeypatch.setattr(reader, "Consumer", _SlowLink)
+    timeout_s, count = 1.0, 30_000  # the reader takes up to 10,000 records a batch
+    backplane = KafkaBackplane(kafka_broker, _settings(kafka_broker, timeout_s))
+    try:
+        name = unique("long-read")
+        backplane.create_topic(name, 1, compacted=True)
+        records = [
+            OutRecord(b"%06d" % i, key=b"k%d" % (i % 50), timestamp=1000 + i) for i in range(count)
+        ]
+        backplane.produce(name, records)
+        started = time.monotonic()
+        latest = backplane.read_compacted(name)
+        compacted_s = time.monotonic() - started
+        consumer = backplane.consumer([name])
+        try:
+            started = time.monotonic()
+            consumer.seek_to_time(1000 + count - 1)
+            seek_s = time.monotonic() - started
+            assert consumer.position(TopicPartition(name, 0)) == count - 1
+        finally:
+            consumer.close()
+        # Each read really outlasted the timeout, or this test would prove nothing.
+        assert compacted_s > timeout_s and seek_s > timeout_s, (compacted_s, seek_s)
+        assert {k: r.value for k, r in latest.items()} == {
+            b"k%d" % (i % 50): b"%06d" % i for i in range(count - 50, count)
+        }
+    finally:
+        backplane.close()
+
+
+def test_a_broker_that_stops_serving_mid_read_is_reported_within_the_timeout() -> None:
+    with TansuBroker.start() as broker:
+        backplane = KafkaBackplane(broker.bootstrap, _settings(broker.bootstrap, 1.0))
+        try:
+            name = unique("frozen")
+            backplane.create_topic(name, 2, compacted=True)
+            backplane.produce(name, [OutRecord(b"v", key=b"k")])
+            os.kill(broker.process.pid, signal.SIGSTOP)  # alive, connected, silent
+            started = time.monotonic()
+            with pytest.raises(BackplaneUnavailable, match="served nothing for 1s"):
+                backplane.read_compacted(name)
+            assert time.monotonic() - started < 1.0 + 5
+        finally:
+            # SIGKILL reaches a stopped process; a graceful stop would drain for 5 s, and
+            # the broker's memory storage has nothing to save.
+            broker.process.kill()
+            backplane.close()

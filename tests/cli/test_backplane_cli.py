@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
+from modelstream.backplane.records import OutRecord
 from modelstream.cli.app import app
 
 MODELSTREAM = str(Path(sys.executable).with_name("modelstream"))
@@ -92,10 +95,16 @@ def test_a_path_under_a_file_is_one_line(tmp_path: Path) -> None:
 def test_a_broker_that_does_not_answer_is_one_line() -> None:
     from modelstream.testing.broker import free_port
 
+    started = time.monotonic()
     result = run("topics", "list", backplane=f"kafka://127.0.0.1:{free_port()}")
+    elapsed = time.monotonic() - started
     assert result.returncode == 1
     assert result.stderr.startswith("error: kafka broker")
+    assert "did not answer within 2s" in result.stderr
+    assert "check the address and that the broker runs" in result.stderr  # the fix
     assert result.stderr.strip().count("\n") == 0
+    # The connect timeout (2 s, set by run()) plus the interpreter's start-up: no hang.
+    assert elapsed < 2 + 8, elapsed
 
 
 def test_topics_commands_in_process() -> None:
@@ -105,3 +114,92 @@ def test_topics_commands_in_process() -> None:
     assert "3 partitions" in created.output
     missing = runner.invoke(app, ["--backplane", "memory://", "topics", "delete", "nope"])
     assert missing.exit_code == 1
+
+
+def _cells(output: str, first: str) -> list[str]:
+    """The cells of the table row of ``output`` whose first cell is ``first``."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│┃").split("│")]
+        if cells and cells[0] == first:
+            return cells
+    raise AssertionError(f"no row {first!r} in:\n{output}")
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., Result]:
+    """Run the CLI in-process on a fresh SQLite backplane; fail on a non-zero exit."""
+    runner, url = CliRunner(), f"sqlite://{tmp_path / 'bp'}"
+
+    def invoke(*args: str, stdin: str = "") -> Result:
+        result = runner.invoke(app, ["--backplane", url, *args], input=stdin)
+        assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def test_topics_list_shows_each_topic_and_delete_removes_it(cli: Callable[..., Result]) -> None:
+    cli("topics", "create", "orders", "-p", "3")
+    cli("topics", "create", "models", "-p", "1", "--compacted")
+    listed = cli("topics", "list").output
+    assert "topics (2)" in listed
+    assert _cells(listed, "orders") == ["orders", "3", ""]
+    assert _cells(listed, "models") == ["models", "1", "yes"]
+
+    assert cli("topics", "delete", "orders").output.strip() == "deleted topic orders"
+    listed = cli("topics", "list").output
+    assert "topics (1)" in listed and "orders" not in listed
+
+
+def test_a_group_consume_shows_in_describe_and_the_next_one_resumes(
+    cli: Callable[..., Result],
+) -> None:
+    cli("topics", "create", "events", "-p", "1")
+    stdin = "".join(json.dumps({"n": i}) + "\n" for i in range(6))
+    assert "produced 6 records" in cli("produce", "events", stdin=stdin).output
+
+    first = cli("consume", "events", "-g", "readers", "--from-beginning", "-n", "4", "-t", "5")
+    assert [json.loads(line)["offset"] for line in first.output.splitlines()] == [0, 1, 2, 3]
+    described = cli("topics", "describe", "events").output
+    assert "events: 1 partitions, 6 records" in described
+    # group, members (none left), committed offsets, lag
+    assert _cells(described, "readers") == ["readers", "0", "0:4", "2"]
+
+    second = cli("consume", "events", "-g", "readers", "-t", "0.5")
+    lines = [json.loads(line) for line in second.output.splitlines()]
+    assert [(r["offset"], r["value"]) for r in lines] == [(4, {"n": 4}), (5, {"n": 5})]
+    assert _cells(cli("topics", "describe", "events").output, "readers")[2:] == ["0:6", "0"]
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+def test_a_broker_gone_mid_consume_is_an_error_not_a_drained_topic() -> None:
+    from modelstream.backplane.factory import open_backplane
+    from modelstream.testing.broker import TansuBroker
+
+    with TansuBroker.start() as broker:
+        backplane = open_backplane(broker.url)
+        backplane.produce("gone", [OutRecord(b'{"n": 1}'), OutRecord(b'{"n": 2}')])
+        backplane.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSTREAM_")}
+        env["MODELSTREAM_CONNECT_TIMEOUT_S"] = "1"
+        command = [MODELSTREAM, "consume", "gone", "--from-beginning", "-t", "1"]
+        with subprocess.Popen(
+            [*command, "--backplane", broker.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as consume:
+            assert consume.stdout is not None and consume.stderr is not None
+            assert json.loads(consume.stdout.readline())["value"] == {"n": 1}
+            broker.process.kill()  # mid-stream: connected, records read, then nothing
+            killed = time.monotonic()
+            consume.wait(timeout=60)
+            elapsed = time.monotonic() - killed
+            stderr = consume.stderr.read()
+    assert consume.returncode == 1
+    assert stderr.startswith("error: kafka broker did not answer")
+    assert "check that it runs" in stderr
+    assert stderr.strip().count("\n") == 0
+    assert elapsed < 1 + 1 + 5, elapsed  # --timeout, then the connect timeout, plus slack

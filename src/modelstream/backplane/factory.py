@@ -12,9 +12,25 @@ from modelstream.settings import Settings
 SCHEMES = ("memory", "sqlite", "kafka")
 
 
+def _after(prefix: str, url: str) -> str:
+    """What follows ``prefix`` (``scheme://``, any case) in ``url``; raises if it is absent.
+
+    Slicing blindly would read ``sqlite:/data`` as the directory ``ata``.
+    """
+    if url[: len(prefix)].lower() != prefix:
+        raise ConfigurationError(
+            f"backplane URL {url!r} must start with {prefix}: "
+            "use memory://, sqlite://path or kafka://host:port"
+        )
+    return url[len(prefix) :]
+
+
 def sqlite_path(url: str) -> Path:
-    """The directory of a ``sqlite://`` URL: ``sqlite:///abs/dir`` or ``sqlite://rel/dir``."""
-    rest = url[len("sqlite://") :]
+    """The directory of a ``sqlite://`` URL: ``sqlite:///abs/dir`` or ``sqlite://rel/dir``.
+
+    A relative directory is relative to the working directory of the process.
+    """
+    rest = _after("sqlite://", url)
     if not rest:
         raise ConfigurationError(
             "sqlite:// needs a directory: use sqlite:///absolute/dir or sqlite://relative/dir"
@@ -24,7 +40,7 @@ def sqlite_path(url: str) -> Path:
 
 def kafka_brokers(url: str) -> str:
     """The ``host:port[,host:port]`` bootstrap list of a ``kafka://`` URL."""
-    hosts = url[len("kafka://") :].strip("/")
+    hosts = _after("kafka://", url).strip("/")
     if not hosts:
         raise ConfigurationError("kafka:// needs brokers: use kafka://host:9092[,host2:9092]")
     for host in hosts.split(","):

@@ -12,7 +12,6 @@ import sys
 from types import FrameType
 
 import typer
-from pydantic import ValidationError
 
 from modelstream.cli import (
     archive,
@@ -30,10 +29,10 @@ from modelstream.cli import (
     topics,
     train,
 )
-from modelstream.cli.context import CliState
+from modelstream.cli.context import BACKPLANE_HELP, build_state
 from modelstream.cli.errors import explain
 from modelstream.errors import ModelstreamError
-from modelstream.settings import DEFAULT_BACKPLANE, Settings
+from modelstream.settings import DEFAULT_BACKPLANE
 
 app = typer.Typer(
     name="modelstream",
@@ -51,15 +50,11 @@ def root(
         DEFAULT_BACKPLANE,
         "--backplane",
         envvar="MODELSTREAM_BACKPLANE",
-        help="Backplane URL: memory://, sqlite://DIR or kafka://HOST:PORT[,HOST:PORT].",
+        help=f"{BACKPLANE_HELP} Every command also takes --backplane after its name.",
     ),
 ) -> None:
     """Build the one Settings object of this run and hand it to the subcommand."""
-    try:
-        ctx.obj = CliState(Settings(backplane=backplane))
-    except ValidationError as exc:
-        print(f"error: {explain(exc)}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    build_state(ctx, backplane)
 
 
 # -- the registry: one line per command module -------------------------------------------

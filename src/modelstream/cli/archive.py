@@ -18,7 +18,7 @@ from rich.table import Table
 from modelstream.archive.archiver import Archiver
 from modelstream.archive.reader import ArchiveReader
 from modelstream.archive.replay import replay
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError
 from modelstream.wire.topics import check_name
@@ -50,6 +50,7 @@ def run(
     service: str = typer.Option(..., "--service", "-s", help="Service to archive."),
     flush_rows: int = typer.Option(10_000, "--flush-rows", min=1, help="Rows per flush."),
     flush_seconds: float = typer.Option(5.0, "--flush-seconds", min=0.01, help="Max delay."),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Run the archiver role in the foreground until Ctrl-C (flushes before exiting)."""
     settings = settings_of(ctx)
@@ -87,6 +88,7 @@ def run(
 def ls(
     ctx: typer.Context,
     service: str = typer.Option(..., "--service", "-s", help="Service to list."),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Rows and files archived per kind and date (before deduplication)."""
     root = settings_of(ctx).archive_root()
@@ -110,6 +112,7 @@ def replay_command(
         None, "--to-service", help="Service to send to (default: the same)."
     ),
     rate: float | None = typer.Option(None, "--rate", min=0.001, help="Requests per second."),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Re-send archived requests (new ids, fresh deadlines, no reply_to) onto a service."""
     settings = settings_of(ctx)

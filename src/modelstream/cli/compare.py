@@ -13,7 +13,7 @@ from rich.table import Table
 
 from modelstream.archive.reader import ArchiveReader
 from modelstream.cli.archive import parse_time
-from modelstream.cli.context import settings_of
+from modelstream.cli.context import BackplaneOption, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError
 from modelstream.models.refs import ModelRef
@@ -62,6 +62,7 @@ def compare_command(
     task: str = typer.Option("auto", "--task", help="auto, classification or regression."),
     alpha: float = typer.Option(0.05, "--alpha", min=1e-9, max=0.5, help="Significance."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Each model's quality with confidence intervals, a paired test, latency, a winner."""
     if task not in ("auto", "classification", "regression"):

@@ -1,16 +1,30 @@
-"""The state the root command hands to subcommands: the one :class:`Settings` object."""
+"""The state the root command hands to subcommands: the one :class:`Settings` object.
+
+``--backplane URL`` is accepted on the root command (``modelstream --backplane URL
+topics list``) and on every subcommand (``modelstream topics list --backplane URL``). The
+root option also reads ``MODELSTREAM_BACKPLANE``; a subcommand's option, when given, wins
+over both, because it is the one written closest to the command. Every command declares
+the subcommand option as ``backplane_url: BackplaneOption = None``; a test walks the app
+so that no command can forget it.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from modelstream.backplane.factory import open_backplane
 from modelstream.backplane.port import Backplane
+from modelstream.cli.errors import explain
 from modelstream.settings import Settings
+
+BACKPLANE_HELP = "Backplane URL: memory://, sqlite://DIR or kafka://HOST:PORT[,HOST:PORT]."
 
 
 @dataclass(frozen=True)
@@ -18,6 +32,41 @@ class CliState:
     """Built once by the root callback; ``ctx.obj`` of every subcommand."""
 
     settings: Settings
+
+
+def build_state(ctx: typer.Context, backplane: str) -> None:
+    """Make ``ctx``'s root hold the settings of this run, on ``backplane``.
+
+    Settings that do not validate (a bad ``MODELSTREAM_*`` value) end the run with one
+    ``error:`` line naming the setting, and exit code 1.
+    """
+    try:
+        ctx.find_root().obj = CliState(Settings(backplane=backplane))
+    except ValidationError as exc:
+        print(f"error: {explain(exc)}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+def _override(ctx: typer.Context, value: str | None) -> str | None:
+    # Click parses a subcommand's options after the root callback ran, so this replaces
+    # the root's settings before the command body reads them.
+    if value is not None:
+        build_state(ctx, value)
+    return value
+
+
+#: ``--backplane`` on a subcommand; declare it on every command (the value is applied by
+#: the option itself, so the command body need not read it).
+BackplaneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backplane",
+        help=f"{BACKPLANE_HELP} Overrides the one given before the command and "
+        "MODELSTREAM_BACKPLANE.",
+        callback=_override,
+        show_default=False,
+    ),
+]
 
 
 def settings_of(ctx: typer.Context) -> Settings:

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from modelstream import heap
 from modelstream.backplane.records import now_ms
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.demo import scenario
 from modelstream.demo.features import BY_MINUTE, FEATURE_SETS
@@ -138,6 +138,7 @@ def demo_command(
     browser: bool = typer.Option(
         False, "--browser/--no-browser", help="Open the dashboard in a web browser."
     ),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """A fleet streams, the world drifts, the loop retrains and promotes: watch it live."""
     settings = settings_of(ctx)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ServiceNotFound
 from modelstream.features.spec import feature_set_ref
@@ -70,6 +70,7 @@ def deploy(
         ),
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the history).")] = "",
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Write a deployment: which versions are live, in which roles."""
     trusted = dict(read_public_key(p) for p in trust_key) if trust_key else None
@@ -105,6 +106,7 @@ def promote(
     service: Annotated[str, typer.Argument(help="Service name.")],
     ref: Annotated[str, typer.Argument(help="NAME@VERSION to make champion.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the history).")] = "",
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Make a version the champion; the old champion becomes a challenger."""
     with backplane_of(ctx) as backplane:
@@ -117,6 +119,7 @@ def rollback(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="Service name.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the history).")] = "",
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Go back to the previous champion's deployment."""
     with backplane_of(ctx) as backplane:
@@ -128,6 +131,7 @@ def rollback(
 def apply(
     ctx: typer.Context,
     spec: Annotated[Path, typer.Argument(help="The service YAML spec.")],
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Publish and deploy what a service spec says (idempotent)."""
     parsed = load_spec(spec)

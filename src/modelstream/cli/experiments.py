@@ -26,7 +26,7 @@ import typer
 from modelstream.archive.reader import ArchiveReader
 from modelstream.backplane.port import Backplane
 from modelstream.cli.archive import parse_time
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError
 from modelstream.models.refs import ModelRef
@@ -99,6 +99,7 @@ def rollout_start(
         int, typer.Option("--min-scores", min=1, help="Scores before judging the error rate.")
     ] = 20,
     poll: Annotated[float, typer.Option("--poll", min=0.01, help="Check every S seconds.")] = 0.5,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Roll a version out step by step; roll it back when it misbehaves."""
     plan = RolloutPlan(
@@ -146,6 +147,7 @@ def auto_promote_command(
     start: Annotated[str | None, typer.Option("--from", help="Event time from.")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Event time to.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only.")] = False,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Promote a challenger that beats the champion with significance on the archive."""
     settings = settings_of(ctx)

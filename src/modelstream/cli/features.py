@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError
 from modelstream.features import offline
@@ -52,6 +52,7 @@ def build(
         None, "--partitions", min=1, help="Partitions to place Parquet rows (default: setting)."
     ),
     late_out: str | None = typer.Option(None, "--late", help="Also write late records here."),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Replay the feature definitions over an archive into a training table."""
     check_name("service", service)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from modelstream.cli.context import BackplaneOption
 from modelstream.cli.errors import reported
 from modelstream.models.integrity import generate_keys
 
@@ -18,6 +19,7 @@ app = typer.Typer(help="Signing keys for models.", no_args_is_help=True)
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the key pair to.")],
     name: Annotated[str, typer.Option("--name", help="File name stem.")] = "modelstream",
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Write NAME.key (private, keep it secret) and NAME.pub (give it to services)."""
     pair = generate_keys(out, name)

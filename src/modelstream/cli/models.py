@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelstream.backplane.records import now_ms
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError, ServiceNotFound
 from modelstream.models.descriptor import Lineage
@@ -62,6 +62,7 @@ def publish(
     meta: Annotated[
         list[str] | None, typer.Option("--meta", help="Tag key=value (repeatable).")
     ] = None,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Load FILE once to validate it, then publish it as NAME@VERSION."""
     data = file.read_bytes()
@@ -88,6 +89,7 @@ def list_models(
     ctx: typer.Context,
     service: Annotated[str, typer.Option("--service", "-s", help="Service name.")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Every published version of the service's models, and its live role."""
     with backplane_of(ctx) as backplane:
@@ -121,6 +123,7 @@ def show(
     service: Annotated[str, typer.Argument(help="Service name.")],
     ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """One version's descriptor (without its bytes)."""
     with backplane_of(ctx) as backplane:
@@ -139,6 +142,7 @@ def convert(
     model: Annotated[Path, typer.Argument(help="A scikit-learn model saved with joblib.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the .onnx file.")],
     features: Annotated[int | None, typer.Option("--features", min=1, help="Input width.")] = None,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Convert a scikit-learn model to ONNX with skl2onnx (your own local file)."""
     import joblib  # type: ignore[import-untyped]

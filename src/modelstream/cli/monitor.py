@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.monitoring.config import MonitorConfig
 from modelstream.monitoring.monitor import Monitor
@@ -95,6 +95,7 @@ def monitor_command(
     window_count: int = typer.Option(1000, "--window-count", min=1),
     refresh: float = typer.Option(2.0, "--refresh", min=0.1, help="Seconds between refreshes."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="--once: catch-up limit (s)."),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Quality, latency, errors, agreement and drift of every model of a service, live."""
     config = MonitorConfig(window_ms=round(window_minutes * 60_000), window_count=window_count)

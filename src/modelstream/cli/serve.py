@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import fail, reported
 from modelstream.gateway.loop import LoopConfig
 from modelstream.gateway.serving import Serving, deployed_services, run_scorer
@@ -103,6 +103,7 @@ def serve_command(
         help="With --processes: scorer children (they "
         "split the partitions of each model's consumer group).",
     ),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Run every role of the services: gateway, rendezvous, scorers, featurizers, monitor,
     archiver, and with --train the trainer and automatic promotion. In this process, or
@@ -179,6 +180,7 @@ def run_command(
             help="Create this file once the role has started (serve --processes waits on it).",
         ),
     ] = None,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Run one role of the services (on Kafka, each role can be a process of its own)."""
     settings = settings_of(ctx)

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelstream.cli.context import backplane_of
+from modelstream.cli.context import BackplaneOption, backplane_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ServiceNotFound
 from modelstream.gateway.stats import DEFAULT_LIMIT, stats_from_scores
@@ -67,6 +67,7 @@ def stats_command(
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="Read at most this many recent scores.")
     ] = DEFAULT_LIMIT,
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Statistics per model version of SERVICE, computed from its scores topic."""
     topic = ServiceTopics(service).scores

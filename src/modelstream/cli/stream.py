@@ -24,7 +24,7 @@ import typer
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, Record
-from modelstream.cli.context import backplane_of
+from modelstream.cli.context import BackplaneOption, backplane_of
 from modelstream.cli.errors import fail, reported
 
 BATCH = 1000
@@ -62,6 +62,7 @@ def produce(
     key_field: str | None = typer.Option(
         None, "--key-field", "-k", help="Field of each JSON line to use as the record key."
     ),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Produce each JSON line of stdin as a record; print how many were produced."""
     produced = errors = 0
@@ -136,6 +137,10 @@ def _drain(
             records = consumer.poll(want, 0.2)
             if not records:
                 if timeout is not None and time.monotonic() - last >= timeout:
+                    # Silence means a drained topic or a broker gone: the Kafka consumer
+                    # retries transport errors quietly, as long-running roles need. Ask
+                    # the backplane once, so a dead broker ends in an error, not exit 0.
+                    backplane.list_topics()
                     break
                 continue
             last = time.monotonic()
@@ -162,8 +167,13 @@ def consume(
     timeout: float | None = typer.Option(
         None, "--timeout", "-t", min=0, help="Stop after S seconds without a record."
     ),
+    backplane_url: BackplaneOption = None,
 ) -> None:
-    """Print records as JSON lines until --limit or --timeout (or Ctrl-C)."""
+    """Print records as JSON lines until --limit or --timeout (or Ctrl-C).
+
+    A --timeout ends with exit 0 only if the backplane still answers: a broker that went
+    away mid-stream is reported as an error (exit 1) once the connect timeout passes.
+    """
     with backplane_of(ctx) as backplane:
         try:
             _drain(

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelstream.cli.context import backplane_of
+from modelstream.cli.context import BackplaneOption, backplane_of
 from modelstream.cli.errors import reported
 
 app = typer.Typer(help="List, create, describe and delete topics.", no_args_is_help=True)
@@ -15,7 +15,7 @@ console = Console()
 
 @app.command("list")
 @reported
-def list_topics(ctx: typer.Context) -> None:
+def list_topics(ctx: typer.Context, backplane_url: BackplaneOption = None) -> None:
     """Every topic with its partition count."""
     with backplane_of(ctx) as backplane:
         specs = backplane.list_topics()
@@ -34,6 +34,7 @@ def create(
         None, "--partitions", "-p", min=1, help="Partition count (default: the setting)."
     ),
     compacted: bool = typer.Option(False, "--compacted", help="Keep the latest per key."),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Create a topic (an existing one is left as it is)."""
     with backplane_of(ctx) as backplane:
@@ -44,7 +45,11 @@ def create(
 
 @app.command("describe")
 @reported
-def describe(ctx: typer.Context, name: str = typer.Argument(..., help="Topic name.")) -> None:
+def describe(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Topic name."),
+    backplane_url: BackplaneOption = None,
+) -> None:
     """Partitions with record counts and end offsets; groups with committed offsets and lag."""
     with backplane_of(ctx) as backplane:
         info = backplane.describe_topic(name)
@@ -71,7 +76,11 @@ def describe(ctx: typer.Context, name: str = typer.Argument(..., help="Topic nam
 
 @app.command("delete")
 @reported
-def delete(ctx: typer.Context, name: str = typer.Argument(..., help="Topic name.")) -> None:
+def delete(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Topic name."),
+    backplane_url: BackplaneOption = None,
+) -> None:
     """Delete a topic and its records."""
     with backplane_of(ctx) as backplane:
         backplane.delete_topic(name)

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelstream.cli.context import backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError
 from modelstream.training.config import TrainerConfig
@@ -88,6 +88,7 @@ def train_command(
         None, "--every-labels", help="Run as the trainer role: a cycle every N new labels."
     ),
     spark: bool = typer.Option(False, "--spark", help="Read the archive with local Spark."),
+    backplane_url: BackplaneOption = None,
 ) -> None:
     """Retrain a service's model from its archive and labels (see `modelstream.training`)."""
     settings = settings_of(ctx)

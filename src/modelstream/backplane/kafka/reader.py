@@ -50,6 +50,11 @@ class PartitionReader:
 
         Returns, per partition, the offset where reading stopped: the offset of the
         message ``visit`` stopped at, or the partition's true end.
+
+        ``connect_timeout_s`` bounds how long the broker may serve *nothing*, not the
+        whole scan: every message or end-of-partition event moves the deadline on, so a
+        large topic read from a healthy broker completes however long it takes, and a
+        broker that goes silent still raises :class:`BackplaneUnavailable` in bounded time.
         """
         stopped: dict[TopicPartition, int] = {}
         if not starts:
@@ -61,10 +66,15 @@ class PartitionReader:
                 while len(stopped) < len(starts):
                     if time.monotonic() > deadline:
                         raise BackplaneUnavailable(
-                            f"kafka broker did not serve {len(starts) - len(stopped)} "
-                            f"partition(s) within {self._timeout:g}s; check that it runs"
+                            f"kafka broker served nothing for {self._timeout:g}s while "
+                            f"{len(starts) - len(stopped)} partition(s) were still being "
+                            "read; check that it runs and is reachable"
                         )
-                    for message in self._consumer.consume(10_000, 0.1):
+                    messages = self._consumer.consume(10_000, 0.1)
+                    if messages:
+                        # Progress: the broker serves; the timeout measures silence.
+                        deadline = time.monotonic() + self._timeout
+                    for message in messages:
                         tp = TopicPartition(message.topic() or "", message.partition() or 0)
                         if tp in stopped or tp not in starts:
                             continue
