@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from contextlib import closing
 
-import pytest
-
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, TopicPartition
-from modelstream.errors import ConfigurationError
 
 from .helpers import collect, unique
 
@@ -94,16 +91,3 @@ def test_seek_to_time_with_out_of_order_timestamps_takes_the_first_in_offset_ord
             (0, 4, 7000),
             (0, 5, 2500),
         ]
-
-
-def test_a_timestamp_of_0_is_refused_and_nothing_of_its_batch_is_written(
-    backplane: Backplane,
-) -> None:
-    # Kafka clients read a timestamp of 0 as "now"; every engine refuses it alike rather
-    # than store the record at the wrong time.
-    name = unique("epoch")
-    backplane.create_topic(name, 1)
-    batch = [OutRecord(b"fine", timestamp=5), OutRecord(b"zero", timestamp=0)]
-    with pytest.raises(ConfigurationError, match=r"timestamp 0.*leave the timestamp unset"):
-        backplane.produce(name, batch)
-    assert backplane.describe_topic(name).records == 0

@@ -27,7 +27,6 @@ from modelstream.backplane.records import (
     TopicDescription,
     TopicPartition,
     TopicSpec,
-    check_timestamps,
     now_ms,
 )
 from modelstream.errors import ConfigurationError, ConsumerClosed, TopicNotFound
@@ -118,7 +117,6 @@ class MemoryBackplane:
     # -- producing ----------------------------------------------------------------------
 
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
-        check_timestamps(topic, records)
         delivered: list[Delivered] = []
         with self._cond:
             target = self._ensure(topic)

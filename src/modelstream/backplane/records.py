@@ -2,18 +2,15 @@
 
 All frozen dataclasses. A record's ``timestamp`` is its *event time* in milliseconds
 since the Unix epoch; the producer sets it (it defaults to the wall clock when the
-producer does not). A timestamp of 0 is refused by every engine, see
-:func:`check_timestamps`.
+producer does not). Event times start at 1 ms: a timestamp of 0 is stored as it is by the
+memory and SQLite engines, but Kafka clients (librdkafka) cannot send 0 and stamp the
+record with the time of sending instead.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
-
-from modelstream.errors import ConfigurationError
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -37,7 +34,7 @@ class OutRecord:
 
     ``partition`` is normally left ``None``: a keyed record then goes to
     ``murmur2(key) % partitions`` and an unkeyed one is spread over the partitions.
-    ``timestamp`` of ``None`` means "now"; 0 is refused (see :func:`check_timestamps`).
+    ``timestamp`` of ``None`` means "now".
     """
 
     value: bytes
@@ -129,22 +126,3 @@ class TopicDescription:
     @property
     def records(self) -> int:
         return sum(p.records for p in self.partitions)
-
-
-_timestamp = attrgetter("timestamp")
-
-
-def check_timestamps(topic: str, records: Sequence[OutRecord]) -> None:
-    """Raise :class:`ConfigurationError` if any record's timestamp is 0, before any is written.
-
-    Every engine calls this first, so all three agree: Kafka clients (librdkafka) cannot
-    send a timestamp of 0, they read it as "now", and a record would be stored at the
-    wrong time without a word. Refusing it everywhere makes code developed on memory or
-    SQLite behave the same when it meets Kafka.
-    """
-    # map() with attrgetter keeps the scan in C: it runs on every produced batch.
-    if 0 in map(_timestamp, records):
-        raise ConfigurationError(
-            f"a record for {topic!r} has timestamp 0, which Kafka clients cannot store; "
-            "leave the timestamp unset for now, or give the event time in ms (>= 1)"
-        )

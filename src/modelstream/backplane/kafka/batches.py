@@ -103,6 +103,6 @@ def delivered(
     offsets = [0] * len(placed)
     for index, message in zip(order, arrived, strict=True):
         offsets[index] = message.offset() or 0
-    stamps = [now if out.timestamp is None else out.timestamp for out in records]
+    stamps = [out.timestamp or now for out in records]
     # map() over the class: no Python-level loop around each Delivered's construction.
     return list(map(Delivered, repeat(topic), placed, offsets, stamps))

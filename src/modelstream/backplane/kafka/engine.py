@@ -38,7 +38,6 @@ from modelstream.backplane.records import (
     TopicDescription,
     TopicPartition,
     TopicSpec,
-    check_timestamps,
     now_ms,
 )
 from modelstream.errors import BackplaneError, BackplaneUnavailable, ConfigurationError
@@ -96,7 +95,6 @@ class KafkaBackplane:
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
         if not records:
             return []
-        check_timestamps(topic, records)
         placed = batches.place(topic, records, self.admin.partitions(topic), self._unkeyed)
         now = now_ms()
         # One callback for the whole call, not a closure per record: it only collects
@@ -125,7 +123,7 @@ class KafkaBackplane:
                         partition,
                         report,
                         None,
-                        now if out.timestamp is None else out.timestamp,
+                        out.timestamp or now,
                         headers,
                     )
                     break

@@ -29,7 +29,6 @@ from modelstream.backplane.records import (
     TopicDescription,
     TopicPartition,
     TopicSpec,
-    check_timestamps,
     now_ms,
 )
 from modelstream.backplane.sqlite import groups, schema
@@ -224,7 +223,6 @@ class SqliteBackplane:
     # -- producing ----------------------------------------------------------------------
 
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
-        check_timestamps(topic, records)
         with schema.guard(self._path):
             try:
                 return self._produce(topic, records)
