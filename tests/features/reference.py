@@ -127,3 +127,70 @@ def same(a: float, b: float) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
+
+
+def simulate(
+    fs: FeatureSet, log: list[tuple[int, str, int, float]]
+) -> tuple[dict[tuple[str, str, int], dict[str, float]], list[int]]:
+    """An independent watermark simulator: which records are late, and final results.
+
+    ``log`` is ``(partition, entity, t, x)`` in arrival order. Per partition the
+    watermark before a record is ``max(t - out_of_orderness)`` over the records before
+    it. A record is left out of a tumbling/hopping instance ``[s, s + size)`` that is
+    final (``s + size + lateness <= wm``) and kept in the others; for a session it is
+    late when it would join a final session (one whose ``end + lateness <= wm``, the
+    sessions being those of the records accepted so far) or, joining none, when
+    ``[t, t + gap)`` would be final. It is reported late when left out of anything.
+    Returns every instance's values over its accepted records (brute force, as
+    :func:`reference_windows`) and the arrival indices of the late records.
+    """
+    lateness, ooo = fs.allowed_lateness_ms, fs.out_of_orderness_ms
+    wms: dict[int, int] = {}
+    members: dict[tuple[str, str, int], list[tuple[int, int, float]]] = defaultdict(list)
+    accepted: dict[tuple[str, str], list[tuple[int, int, float]]] = defaultdict(list)
+    late: list[int] = []
+    for i, (partition, entity, t, x) in enumerate(log):
+        wm = wms.get(partition)
+        is_late = False
+        for window in fs.windows:
+            if isinstance(window, Session):
+                gap = window.gap_ms
+                mine = accepted[(entity, window.label)]
+                joined = [s for s in _sessions(mine, gap) if s[0][1] - gap < t < s[-1][1] + gap]
+                final = [s for s in joined if wm is not None and s[-1][1] + gap + lateness <= wm]
+                alone_final = wm is not None and t + gap + lateness <= wm
+                if final or (not joined and alone_final):
+                    is_late = True
+                else:
+                    mine.append((i, t, x))
+                continue
+            first = (t - window.size_ms) // window.hop_ms * window.hop_ms + window.hop_ms
+            for start in range(first, t + 1, window.hop_ms):
+                if wm is not None and start + window.size_ms + lateness <= wm:
+                    is_late = True
+                else:
+                    members[(entity, window.label, start)].append((i, t, x))
+        if is_late:
+            late.append(i)
+        wms[partition] = t - ooo if wm is None else max(wm, t - ooo)
+    for (entity, label), mine in accepted.items():
+        gap = next(w.gap_ms for w in fs.windows if w.label == label)  # type: ignore[union-attr]
+        for s in _sessions(mine, gap):
+            members[(entity, label, s[0][1])] = s
+    out: dict[tuple[str, str, int], dict[str, float]] = {}
+    for (entity, label, start), evs in members.items():
+        feats = [f for f in fs.features if f.window.label == label]
+        ordered = [(t, x) for _, t, x in sorted(evs, key=lambda e: (e[1], e[0]))]
+        out[(entity, label, start)] = {f.name: brute(f.agg, ordered) for f in feats}
+    return out, late
+
+
+def _sessions(evs: list[tuple[int, int, float]], gap: int) -> list[list[tuple[int, int, float]]]:
+    """``evs`` (arrival index, t, x) grouped into sessions: runs with gaps below ``gap``."""
+    sessions: list[list[tuple[int, int, float]]] = []
+    for e in sorted(evs, key=lambda e: (e[1], e[0])):
+        if sessions and e[1] - sessions[-1][-1][1] < gap:
+            sessions[-1].append(e)
+        else:
+            sessions.append([e])
+    return sessions

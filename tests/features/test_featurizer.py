@@ -11,7 +11,9 @@ import pytest
 from modelstream.backplane.memory import MemoryBackplane
 from modelstream.clock import ManualClock
 from modelstream.features import offline
+from modelstream.features.aggregates import Count
 from modelstream.features.checkpoint import Checkpointer
+from modelstream.features.definitions import Feature, FeatureSet, Session
 from modelstream.features.engine import FeatureEngine
 from modelstream.features.featurizer import Featurizer
 from modelstream.features.records import REASON_HEADER, changelog_topic
@@ -76,6 +78,41 @@ def test_late_records_update_within_lateness_and_go_to_late_beyond() -> None:
     assert len(late) == 1 and late[0].timestamp == 10
     assert b"is final" in (late[0].header(REASON_HEADER) or b"")
     assert fz.stats.late == 1
+    fz.stop()
+
+
+def test_a_record_inside_an_open_session_is_not_late_however_old() -> None:
+    fs = FeatureSet("s", "1", [Feature("n", agg=Count(), window=Session(10))])
+    engine = FeatureEngine(fs)
+    for t in range(0, 101, 5):  # one session of "a": [0, 110)
+        assert engine.process(0, "a", t, {}) is None
+    engine.process(0, "b", 105, {})  # watermark 105: a's session is still open
+    assert engine.process(0, "a", 50, {}) is None  # it joins that session
+    assert engine.late_count(0) == 0
+    engine.flush()
+    sessions = [(r.start, r.end, r.kind, r.values["n"]) for r in engine.drain() if r.entity == "a"]
+    assert sessions == [(0, 110, "on_time", 22.0)]
+
+
+def test_sessions_update_within_lateness_and_go_to_late_beyond() -> None:
+    bp = MemoryBackplane(SETTINGS)
+    fs = FeatureSet(
+        "trucks", "1", [Feature("n", agg=Count(), window=Session(10))], allowed_lateness_ms=30
+    )
+    fz = _featurizer(bp, fs)
+    bp.produce("trucks.events", [event("a", 0, 1.0), event("a", 5, 1.0), event("b", 20, 1.0)])
+    bp.produce("trucks.events", [event("a", 3, 1.0)])  # [0,15) fired, not final: update
+    bp.produce("trucks.events", [event("b", 100, 1.0)])  # watermark 100: [0,15) final
+    bp.produce("trucks.events", [event("a", 12, 1.0), event("a", 60, 1.0)])  # both late
+    _run(fz)
+    results = [orjson.loads(r.value) for r in read_all(bp, "trucks.features")]
+    a = [(r["start"], r["end"], r["kind"], r["values"]["n"]) for r in results if r["entity"] == "a"]
+    assert a == [(0, 15, "on_time", 2.0), (0, 15, "updated", 3.0)]
+    late = read_all(bp, "trucks.late")
+    assert [r.timestamp for r in late] == [12, 60]
+    reasons = [r.header(REASON_HEADER) or b"" for r in late]
+    assert b"falls in session [0,15)" in reasons[0]  # it would extend a final session
+    assert b"would already be final" in reasons[1]  # the session it would open is final
     fz.stop()
 
 

@@ -15,9 +15,13 @@ Time
   it still updates the instances that are not final. A record that lands in an instance
   that has fired but is not final updates it and an ``updated`` result is emitted.
   Lateness is judged against the watermark *before* the record itself is applied.
-* Sessions: a record at ``t`` is late for ``Session(gap)`` when ``t + gap + lateness <=
-  wm`` (the session it would open is already final). A session that was dropped never
-  reopens: a later record that would have bridged into it starts a new one.
+* Sessions: lateness is judged against the session the record would join. A record
+  within ``gap`` of a session still open (not final) joins it, bridging sessions it
+  connects, however old ``t`` is; if that session has fired, an ``updated`` result
+  follows. A record that would join a final session is late (its state was dropped),
+  and so is one that joins nothing when the session it would open, ``[t, t + gap)``,
+  is already final (``t + gap + lateness <= wm``). So the sessions of the accepted
+  records are exactly the sessions a batch computation over them finds.
 
 Features as of a request's event time
 -------------------------------------
@@ -218,8 +222,14 @@ class FeatureEngine(Snapshots):
         wm: int,
     ) -> str | None:
         gap = plan.gap
-        if t + gap + self._lateness <= wm:
-            return f"{plan.label}: a session at t={t} would already be final (watermark {wm})"
+        closed = st.final[plan.index]
+        if closed is not None and closed[1] - gap < t < closed[0]:
+            # It belongs to a session already final: taking it would need the dropped
+            # state (and would start a session that overlaps the final one).
+            return (
+                f"{plan.label}: t={t} falls in session [{closed[1]},{closed[0]}), "
+                f"which is final (watermark {wm})"
+            )
         # a session is [start, last, pane, end of its pending fire timer or None]
         sessions: list[list[Any]] = st.windows[plan.index]
         session: list[Any] | None = None
@@ -233,6 +243,8 @@ class FeatureEngine(Snapshots):
                 else:
                     bridged.append(other)
         if session is None:
+            if t + gap + self._lateness <= wm:
+                return f"{plan.label}: a session at t={t} would already be final (watermark {wm})"
             session = [t, t, plan.new_pane(), None]
             sessions.append(session)
         else:

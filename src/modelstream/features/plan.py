@@ -26,7 +26,9 @@ class WindowResult:
     ``kind`` is ``"on_time"`` (emitted when the watermark passes ``end``) or ``"updated"``
     (a record within the allowed lateness changed an already emitted window). The last
     result emitted for ``(entity, window, start)`` is final once the watermark passes
-    ``end + allowed_lateness``. Missing values are NaN.
+    ``end + allowed_lateness``. A session grows and merges, so its ``start`` and ``end``
+    move: a session result supersedes the earlier results of its entity and window
+    whose ``[start, end)`` it overlaps. Missing values are NaN.
     """
 
     entity: str
