@@ -4,7 +4,8 @@ A checkpoint of partition ``p`` at input offset ``o`` (the next event to read) t
 four steps, in this order:
 
 1. produce one record per entity changed since the last checkpoint onto the compacted
-   ``S.features-changelog`` (key = entity): ``{"p", "epoch", "state", "prev"}``, where
+   ``S.features-changelog`` (key = ``<p>/<entity>``: an entity's state is per
+   partition, and one entity can be in several): ``{"p", "epoch", "state", "prev"}``, where
    ``prev`` is the entity's previous checkpointed ``{"epoch", "state"}``;
 2. produce the partition's marker (key ``\\0checkpoint/p``): ``{"epoch", "offset", "meta"}``;
 3. put the same states and marker into the :class:`StateStore` and ``flush`` it (atomic);
@@ -34,6 +35,10 @@ from modelstream.features.state import StateStore
 
 def _marker_key(partition: int) -> bytes:
     return f"\0checkpoint/{partition}".encode()
+
+
+def _changelog_key(partition: int, entity: str) -> bytes:
+    return f"{partition}/{entity}".encode()
 
 
 def _entity_key(partition: int, entity: str) -> str:
@@ -70,7 +75,7 @@ class Checkpointer:
         for entity, state in dirty.items():
             prev = self._store.get(_entity_key(partition, entity))
             value = {"p": partition, "epoch": epoch, "state": state, "prev": prev}
-            records.append(OutRecord(orjson.dumps(value), entity.encode()))
+            records.append(OutRecord(orjson.dumps(value), _changelog_key(partition, entity)))
         if records:
             self._backplane.produce(self._topic, records)
         marker = {"epoch": epoch, "offset": offset, "meta": self._engine.meta(partition)}
@@ -122,13 +127,12 @@ class Checkpointer:
         chosen: list[tuple[str, Any]] = []
         newest = epoch
         rewrite: set[str] = set()
+        prefix = _changelog_key(partition, "")
         for key, record in compacted.items():
-            if key.startswith(b"\0"):
-                continue
+            if not key.startswith(prefix):
+                continue  # another partition's entity, or a marker
             value = orjson.loads(record.value)
-            if value.get("p") != partition:
-                continue
-            entity = key.decode()
+            entity = key[len(prefix) :].decode()
             version = {"epoch": value["epoch"], "state": value["state"]}
             if version["epoch"] > epoch:  # written by a checkpoint a crash cut short
                 newest = max(newest, version["epoch"])
