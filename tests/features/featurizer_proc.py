@@ -1,6 +1,7 @@
 """A featurizer process for the crash test: ``python featurizer_proc.py URL STORE``.
 
-Runs until SIGTERM (then stops cleanly); the test kills it with SIGKILL mid-stream.
+Runs until SIGTERM (then stops cleanly, printing a JSON line: the offsets it resumed at
+and the events it processed); the test kills it with SIGKILL mid-stream.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -43,6 +46,8 @@ def main() -> None:
         time.sleep(0.01)  # slow enough for the test to kill it mid-stream
     featurizer.stop()
     backplane.close()
+    report = {"resumed_at": featurizer.resumed_at, "events": featurizer.stats.events}
+    print(orjson.dumps(report, option=orjson.OPT_NON_STR_KEYS).decode(), flush=True)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,9 @@ def test_restores_from_the_changelog_and_reproduces_the_same_features() -> None:
     bp.produce("trucks.events", records[200:])
     second = _featurizer(bp, truck_features(ooo=20))  # fresh store: restore from changelog
     _run(second, 10)
+    # it resumed at the checkpoint: the events before it were not applied again
+    assert sum(second.resumed_at.values()) > 0
+    assert second.stats.events < 300
     got = enriched(bp, "trucks.requests")
     expected = offline.build(truck_features(ooo=20), offline.topic_entries(bp, "trucks.events"))
     assert len(got) == len(expected.request_rows) == 30

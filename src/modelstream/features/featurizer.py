@@ -89,6 +89,9 @@ class Featurizer:
         self._since: dict[int, int] = {}  # partition -> records since its checkpoint
         self._seen: dict[int, int] = {}  # partition -> clock ms of its last event
         self._last_checkpoint = 0
+        # partition -> the offset it resumed at when last assigned (its checkpoint's, or
+        # the start of the log without one): what an operator checks after a restart
+        self.resumed_at: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = FeaturizerStats()
@@ -229,7 +232,7 @@ class Featurizer:
                 offset = consumer.position(tp)
             else:
                 consumer.seek(tp, offset)
-            self._next[p] = offset
+            self._next[p] = self.resumed_at[p] = offset
             self._seen[p] = self._clock.now_ms()
             log.info("featurizer owns %s[%d] from offset %d", self._events, p, offset)
 
