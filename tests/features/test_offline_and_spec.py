@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,16 +12,21 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from modelstream.archive.archiver import Archiver
 from modelstream.backplane.factory import open_backplane
+from modelstream.backplane.partitioner import partition_for
 from modelstream.cli.app import app
 from modelstream.errors import ConfigurationError, FeatureError
 from modelstream.features import offline
 from modelstream.features.aggregates import Ewma, Mean
 from modelstream.features.definitions import Feature, FeatureSet, Hopping, Tumbling
+from modelstream.features.records import watermark_record
 from modelstream.features.sketches import Lag
 from modelstream.features.spec import feature_set_from_yaml, import_feature_set, load_feature_set
 from modelstream.settings import Settings
-from tests.features.helpers import event, request, truck_features
+from tests.features.helpers import echo_model, event, request, truck_features
+
+SET = "tests.features.sample_set:TRUCKS"
 
 YAML = """
 service: trucks
@@ -121,5 +128,73 @@ def test_cli_builds_a_training_table_from_a_topic(tmp_path: Path) -> None:
     table = pq.read_table(out).to_pylist()
     assert table[0]["request_id"] == "r1" and table[0]["temp_mean"] == pytest.approx(145.0)
     assert pq.read_table(late).to_pylist()[0]["event_time"] == 5
-    bad = runner.invoke(app, [*args, "--out", str(out)])
-    assert bad.exit_code == 1 and "--spec FILE or --feature-set" in bad.output
+    bad = runner.invoke(app, [*args, "--out", str(out)])  # no deployment to default to
+    assert bad.exit_code == 1 and "no deployment with a feature set" in bad.output
+
+
+@pytest.mark.integration
+def test_cli_builds_from_the_archive_what_it_builds_from_the_topic(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'bp'}"
+    settings = Settings(backplane=url, default_partitions=2)
+    bp = open_backplane(url, settings)
+    bp.create_topic("trucks.events", 2)
+    root = tmp_path / "archive"
+    archiver = Archiver(bp, "trucks", root, flush_seconds=0.01)
+    p1 = partition_for(b"t1", 2)
+    batches = [
+        [event(f"t{i % 3}", t, float(t % 7)) for i, t in enumerate(range(0, 300, 7))],
+        [request("r1", "t1", 250), event("t1", 5, 1.0), request("r2", "t2", 290)],
+        # a watermark marker (idle partition): t1's event at 350 is late only because of
+        # it, so "2 late" from the archive proves the marker was archived and replayed
+        [watermark_record(p1, 500), event("t1", 350, 3.0), request("r3", "t1", 360)],
+    ]
+    bp.produce("trucks.requests", [request("r9", "t1", 10)])  # archived as kind=requests
+    for batch in batches:  # several files, so rows must be put back in log order
+        bp.produce("trucks.events", batch)
+        for _ in range(3):
+            archiver.step(timeout=0.05)
+        time.sleep(0.02)
+    archiver.close()
+    files = sorted((root / "service=trucks" / "kind=events").rglob("*.parquet"))
+    assert len(files) >= 3
+    shutil.copy(files[0], files[0].with_name("part-9-again.parquet"))  # at-least-once
+    bp.close()
+
+    runner = CliRunner()
+    (tmp_path / "echo.onnx").write_bytes(echo_model(4))
+    for cmd in (
+        ["models", "publish", "--service", "trucks", "--name", "echo", str(tmp_path / "echo.onnx")],
+        ["deploy", "--service", "trucks", "--champion", "echo@1", "--feature-set", SET],
+    ):
+        done = runner.invoke(app, ["--backplane", url, *cmd])
+        assert done.exit_code == 0, done.output
+    tables = {}
+    for name, source in (("topic", "topic:"), ("archive", str(root))):
+        for rows in ("events", "requests"):
+            out = tmp_path / f"{name}-{rows}.parquet"
+            # the issue's command (no --spec): the feature set is the deployment's
+            build = ["features", "build", "--service", "trucks", "--from", source, "--rows", rows]
+            done = runner.invoke(app, ["--backplane", url, *build, "--out", str(out)])
+            assert done.exit_code == 0, done.output
+            assert "trucks@1" in done.output and "2 late" in done.output, done.output
+            tables[(name, rows)] = [
+                {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+                for r in pq.read_table(out).to_pylist()
+            ]
+    for rows in ("events", "requests"):
+        assert tables[("archive", rows)] == tables[("topic", rows)], rows
+    events = tables[("archive", "events")]
+    assert len(events) == len(batches[0]) + 2  # events only (no requests), once each
+    by_id = {r["request_id"]: r for r in tables[("archive", "requests")]}
+    assert sorted(by_id) == ["r1", "r2", "r3"]
+    assert by_id["r1"]["events"] > 0 and by_id["r1"]["temp_mean"] is not None  # parsed
+
+    args = ["--backplane", url, "features", "build", "--out", str(tmp_path / "x.parquet")]
+    for service, source, says in (
+        ("trucks", root / "service=trucks" / "kind=requests", "built from its events"),
+        ("nope", root, "no deployment with a feature set"),
+    ):
+        done = runner.invoke(app, [*args, "--service", service, "--from", str(source)])
+        assert done.exit_code == 1 and says in done.output, done.output
+    done = runner.invoke(app, [*args, "-s", "nope", "--from", str(root), "--feature-set", SET])
+    assert done.exit_code == 1 and "holds nothing of service 'nope'" in done.output

@@ -31,7 +31,10 @@ concatenate; variable-width data is a JSON text column (lossless) plus a typed c
   decided_in_ms, decided_at``.
 * ``labels``: ``request_id, entity, event_time, label`` (double, null for string
   classes), ``label_text`` (string form of any label), ``labelled_at, source``.
-* ``events``: ``key, timestamp, value`` (the record value as UTF-8 text).
+* ``events``: ``key, timestamp, value`` (the record value as UTF-8 text), ``headers``
+  (JSON text ``[[name, value], ...]``, values as UTF-8 text; null when the record has
+  none). A featurized service's events topic also carries its requests and watermark
+  markers, told apart by headers, so :mod:`modelstream.features.offline` needs them.
 
 Every kind also has ``src_partition`` and ``src_offset``: where on the topic the row came
 from. Times are ``timestamp[ms, UTC]``.
@@ -127,7 +130,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             *_SRC,
         ]
     ),
-    "events": pa.schema([("key", pa.string()), ("timestamp", _TS), ("value", pa.string()), *_SRC]),
+    "events": pa.schema(
+        [
+            ("key", pa.string()),
+            ("timestamp", _TS),
+            ("value", pa.string()),
+            ("headers", pa.string()),
+            *_SRC,
+        ]
+    ),
 }
 
 # The column whose UTC date names a row's partition, per kind.

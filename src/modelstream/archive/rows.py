@@ -175,7 +175,17 @@ def event_row(record: Record) -> tuple[date, dict[str, Any]]:
     except UnicodeDecodeError:
         raise DecodeError("events record is not UTF-8 text; the archive keeps text only") from None
     key = None if record.key is None else record.key.decode("utf-8", "replace")
-    row = {"key": key, "timestamp": record.timestamp, "value": value, **_src(record)}
+    headers = None
+    if record.headers:  # the featurizer's kinds (request, watermark marker) live here
+        pairs = [[name, raw.decode("utf-8", "replace")] for name, raw in record.headers]
+        headers = orjson.dumps(pairs).decode()
+    row = {
+        "key": key,
+        "timestamp": record.timestamp,
+        "value": value,
+        "headers": headers,
+        **_src(record),
+    }
     return utc_date(record.timestamp), row
 
 

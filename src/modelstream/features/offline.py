@@ -9,12 +9,22 @@ featurizer does (per partition, in log order, watermark markers included), so:
   ending at or before its time, so a row never sees its own or any later value);
 * the late records it reports are exactly those the featurizer sent to ``S.late``.
 
-Sources: a topic (``topic:NAME``, read from the backplane: the archived log itself) or
-Parquet (a file or a directory of files) of events. Parquet rows are events, one per
-row; the entity is the feature set's ``entity_field`` (else an ``entity`` or ``key``
-column), the time its ``time_field`` (else ``timestamp``). With ``partition`` and
-``offset`` columns the rows replay in that log order; without, they replay in file
-order, placed by ``murmur2(entity) % partitions`` as the backplane would place them.
+Sources:
+
+* a topic (``topic:NAME``, read from the backplane: the log itself);
+* the project's archive (:mod:`modelstream.archive.layout`): an archive root with a
+  service (``<root>/service=S/kind=events``), a ``service=S`` or ``kind=events``
+  directory, or files of that layout. Each row is the archived record: its ``value``
+  is parsed as the featurizer parses it, its ``headers`` tell requests and watermark
+  markers from events, rows replay in ``(src_partition, src_offset)`` order, and the
+  archiver's at-least-once duplicates (the same source offset twice) are dropped. So
+  the build from the archive equals the build from the topic. Any other kind of the
+  archive, or files written without headers, are refused rather than misread;
+* other Parquet (a file or a directory of files) of events, one per row: the entity
+  is the feature set's ``entity_field`` (else an ``entity`` or ``key`` column), the
+  time its ``time_field`` (else ``timestamp``). With ``partition`` and ``offset``
+  columns the rows replay in that log order; without, they replay in file order,
+  placed by ``murmur2(entity) % partitions`` as the backplane would place them.
 """
 
 from __future__ import annotations
@@ -25,7 +35,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from modelstream.backplane.partitioner import partition_for
@@ -153,10 +166,17 @@ def topic_entries(backplane: Backplane, topic: str) -> Iterator[Entry]:
             yield Entry(p, record.offset, record=record)
 
 
-def parquet_entries(path: Path, feature_set: FeatureSet, partitions: int) -> Iterator[Entry]:
-    """The rows of a Parquet file or directory, as entries in log order (see module doc)."""
+def parquet_entries(
+    path: Path, feature_set: FeatureSet, partitions: int, service: str | None = None
+) -> Iterator[Entry]:
+    """The rows of the archive or of Parquet at ``path``, as entries in log order (see
+    the module doc); ``service`` picks the service's events under an archive root."""
     if not path.exists():
         raise ConfigurationError(f"archive {path} does not exist; pass a Parquet file or dir")
+    events = _archived_events(path, service)
+    if events is not None:
+        yield from archive_entries(events, service)
+        return
     rows = pq.read_table(path).to_pylist()
     time_column = feature_set.time_field or "timestamp"
     for row in rows:  # Parquet timestamps arrive as datetimes: event time is ms
@@ -175,6 +195,84 @@ def parquet_entries(path: Path, feature_set: FeatureSet, partitions: int) -> Ite
         p = partition_for(str(entity).encode(), partitions)
         yield Entry(p, counters[p], row=row)
         counters[p] += 1
+
+
+# The columns of the archive's events kind (see modelstream.archive.layout).
+_ARCHIVE_EVENTS = ("key", "timestamp", "value", "headers", "src_partition", "src_offset")
+
+
+def _archived_events(path: Path, service: str | None) -> Path | None:
+    """The archive's events at ``path`` (see the module doc), or ``None`` if ``path`` is
+    not the archive. Raises ``ConfigurationError`` for archive paths it cannot use."""
+    if path.is_dir() and any(path.glob("service=*")):
+        if service is None:
+            raise ConfigurationError(f"{path} is an archive root: pass the service to build")
+        path = path / f"service={service}"
+        if not path.is_dir():
+            found = sorted(p.name.removeprefix("service=") for p in path.parent.glob("service=*"))
+            raise ConfigurationError(
+                f"archive {path.parent} holds nothing of service {service!r} (it holds {found})"
+            )
+    if path.name.startswith("service="):
+        named = path.name.removeprefix("service=")
+        if service is not None and named != service:
+            raise ConfigurationError(f"{path} is service {named!r}, not {service!r}")
+        path = path / "kind=events"
+        if not path.is_dir():
+            raise ConfigurationError(
+                f"{path.parent} holds no events: archive the service's events topic "
+                "(the archiver picks it up when it exists) before building features"
+            )
+    if path.name.startswith("kind=") and path.name != "kind=events":
+        raise ConfigurationError(
+            f"{path} holds the archive's {path.name.removeprefix('kind=')} rows; features "
+            "are built from its events: pass the archive root and the service"
+        )
+    if path.name == "kind=events" or any(path.glob("date=*")):
+        return path
+    columns = set(ds.dataset(path, format="parquet").schema.names)
+    return path if {"value", "src_partition", "src_offset"} <= columns else None
+
+
+def archive_entries(path: Path, service: str | None = None) -> Iterator[Entry]:
+    """The archived events records under ``path`` in log order, duplicates dropped."""
+    dataset = ds.dataset(path, format="parquet", partitioning="hive")
+    for fragment in dataset.get_fragments():
+        missing = set(_ARCHIVE_EVENTS) - set(fragment.physical_schema.names)
+        if missing:
+            raise ConfigurationError(
+                f"{fragment.path} lacks the archive's events columns {sorted(missing)}: "
+                "without the record headers requests and watermark markers cannot be "
+                "told from events; archive the events topic again with this version"
+            )
+    table = dataset.to_table(columns=list(_ARCHIVE_EVENTS))
+    if table.num_rows == 0:
+        return
+    if table.column("src_partition").null_count or table.column("src_offset").null_count:
+        raise ConfigurationError(f"{path}: rows without src_partition/src_offset; re-archive")
+    order = [("src_partition", "ascending"), ("src_offset", "ascending")]
+    table = table.take(pc.sort_indices(table, sort_keys=order))
+    topic = rec.events_topic(service) if service else "events"
+    columns = {name: table.column(name) for name in _ARCHIVE_EVENTS}
+    columns["timestamp"] = columns["timestamp"].cast(pa.int64())  # ms since the epoch
+    previous = None
+    for key, ts, value, headers, p, o in zip(
+        *(columns[name].to_pylist() for name in _ARCHIVE_EVENTS), strict=True
+    ):
+        if (p, o) == previous:
+            continue  # written twice: the archiver is at-least-once
+        previous = (p, o)
+        pairs = () if headers is None else tuple((n, v.encode()) for n, v in orjson.loads(headers))
+        record = Record(
+            topic,
+            p,
+            o,
+            ts,
+            None if key is None else key.encode(),
+            (value or "").encode(),
+            pairs,
+        )
+        yield Entry(p, o, record=record)
 
 
 def write_parquet(rows: list[dict[str, Any]], out: Path) -> int:
