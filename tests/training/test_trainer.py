@@ -83,6 +83,16 @@ def test_a_cycle_publishes_a_version_with_its_lineage(w: World) -> None:
     assert [(e.model, e.version) for e in published] == [("lr", 2)]  # type: ignore[attr-defined]
 
 
+def test_a_retrained_model_of_a_featurized_service_names_its_feature_set(w: World) -> None:
+    # the trainer role's config names no feature set; the deployment does (a reference)
+    w.registry.deploy(SERVICE, ModelRef("lr", 1), feature_set="tests.features.sample_set:TRUCKS")
+    config = TrainerConfig(f"{FN}:train_logreg", margin=0.05)
+    with Trainer(w.backplane, w.settings, SERVICE, config) as trainer:
+        result = trainer.run_once()
+    assert result.published is not None
+    assert result.published.lineage.feature_set == "trucks@1"  # name@version, not the path
+
+
 def test_second_cycle_names_its_parent_and_deploys_as_challenger(w: World) -> None:
     config = TrainerConfig(
         f"{FN}:train_logreg", margin=0.05, deploy_as_challenger=True, champion_scores="rescore"

@@ -196,6 +196,12 @@ def resolve_feature_set(ref: str) -> FeatureSet:
     return load_feature_set(Path(ref))
 
 
+def lineage_ref(deployed: str) -> str:
+    """What a model trained for a deployment with feature set ``deployed`` (its reference,
+    see :func:`feature_set_ref`) carries in ``Lineage.feature_set``: ``name@version``."""
+    return resolve_feature_set(deployed).ref
+
+
 def load_feature_set(path: Path) -> FeatureSet:
     """The feature set of a YAML file: its ``features:`` key, or the whole document."""
     try:

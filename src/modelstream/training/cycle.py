@@ -41,6 +41,7 @@ from modelstream.archive.reader import ArchiveReader
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import now_ms
 from modelstream.errors import ConfigurationError, ServiceNotFound
+from modelstream.features.spec import lineage_ref
 from modelstream.models.deployment import Deployment, Role
 from modelstream.models.descriptor import Lineage, ModelDescriptor, TrainingSpan
 from modelstream.models.formats import inspect_bytes, load_verified
@@ -116,6 +117,9 @@ def run_cycle(
     except ServiceNotFound:
         deployment = None
     champion = deployment.champion.ref if deployment and deployment.champion else None
+    if config.feature_set is None and deployment is not None and deployment.feature_set:
+        # the model will score featurized requests: its lineage names that feature set
+        config = dataclasses.replace(config, feature_set=lineage_ref(deployment.feature_set))
     output = config.output_for(champion.name if champion else None)
     if source is None:
         joined = ArchiveReader(settings.archive_root()).joined(
