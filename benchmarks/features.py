@@ -5,10 +5,15 @@ Run: ``.venv/bin/python benchmarks/features.py``. Measures, on one core:
 * ``engine``: the hot path alone (:meth:`FeatureEngine.process`, window firing included);
 * ``engine + JSON decode``: the same with each event decoded from its record bytes;
 * ``checkpointed (memory store)`` / ``checkpointed (SQLite store)``: plus a checkpoint
-  (changelog on the memory backplane, and the store) every 50,000 events;
+  (changelog on the memory backplane, and the store) every 50,000 events; every entity
+  has changed by then, so each checkpoint writes all 10,000;
+* ``featurizer (memory backplane)``: the whole role with its defaults, records read
+  from ``S.events`` on the memory backplane, decoded, window results produced onto
+  ``S.features``, checkpoints as configured by default (memory store);
 * memory per entity (tracemalloc: the engine's state after the run / entities).
 
-Prints a Rich table and writes ``benchmarks/results/features.json``. Bounded: about a
+Prints a Rich table and writes ``benchmarks/results/features.json`` (with the load
+average when it ran: figures from a busy machine are not comparable). Bounded: about a
 minute.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import platform
 import tempfile
 import time
@@ -29,11 +35,13 @@ from rich.console import Console
 from rich.table import Table
 
 from modelstream.backplane.memory import MemoryBackplane
-from modelstream.backplane.records import Record
+from modelstream.backplane.records import OutRecord, Record
+from modelstream.clock import SystemClock
 from modelstream.features.aggregates import Count, Max, Mean, Slope, Std
 from modelstream.features.checkpoint import Checkpointer
 from modelstream.features.definitions import Feature, FeatureSet, Hopping, Session, Tumbling
 from modelstream.features.engine import FeatureEngine
+from modelstream.features.featurizer import Featurizer
 from modelstream.features.records import EventDecoder
 from modelstream.features.state import MemoryStateStore, SqliteStateStore, StateStore
 from modelstream.settings import Settings
@@ -99,6 +107,30 @@ def run(
     return len(data) / elapsed, engine
 
 
+def run_featurizer(data: list[tuple[str, int, dict[str, float]]]) -> float:
+    """Events/s through a :class:`Featurizer` with its defaults, on the memory backplane."""
+    settings = Settings(backplane="memory://", default_partitions=1)
+    backplane = MemoryBackplane(settings)
+    backplane.create_topic("bench.events", 1)
+    for i in range(0, len(data), 10_000):
+        backplane.produce(
+            "bench.events",
+            [OutRecord(orjson.dumps(v), e.encode(), (), t) for e, t, v in data[i : i + 10_000]],
+        )
+    store = MemoryStateStore()
+    featurizer = Featurizer(
+        backplane, settings, "bench", FEATURES, clock=SystemClock(), store=store
+    )
+    gc.collect()
+    start = time.perf_counter()
+    while featurizer.stats.events < len(data):
+        featurizer.run_once()
+    elapsed = time.perf_counter() - start
+    featurizer.stop()
+    assert featurizer.stats.checkpoints > 0 and featurizer.stats.late == 0
+    return len(data) / elapsed
+
+
 def memory_per_entity(data: list[tuple[str, int, dict[str, float]]]) -> float:
     gc.collect()
     tracemalloc.start()
@@ -116,6 +148,7 @@ def memory_per_entity(data: list[tuple[str, int, dict[str, float]]]) -> float:
 
 
 def main() -> None:
+    load = os.getloadavg()[0]  # before this run adds its own
     data = events()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,6 +161,8 @@ def main() -> None:
         for name, make, decode in cases:
             rate, _ = run(data, make(), decode)
             rows.append({"case": name, "events_per_s": round(rate)})
+    rate = run_featurizer(data)
+    rows.append({"case": "featurizer (memory backplane)", "events_per_s": round(rate)})
     per_entity = memory_per_entity(data[: EVENTS // 2])
     table = Table(
         "case",
@@ -139,6 +174,7 @@ def main() -> None:
     console = Console()
     console.print(table)
     console.print(f"memory per entity (engine state): {per_entity:,.0f} bytes")
+    console.print(f"load average (1 min) before the run: {load:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -150,6 +186,7 @@ def main() -> None:
                 "results": rows,
                 "memory_bytes_per_entity": round(per_entity),
                 "python": platform.python_version(),
+                "load_average_1m_before": round(load, 2),
             },
             indent=2,
         )

@@ -8,8 +8,11 @@ partition it owns:
   with the reason; window results go to ``S.features``;
 * answers each request with the entity's features as of the request's event time
   (:meth:`FeatureEngine.features_as_of`) and writes it, keyed by its id, to ``S.requests``;
-* every ``checkpoint_every`` records or ``checkpoint_interval_ms`` (clock time),
-  checkpoints the partition (:mod:`modelstream.features.checkpoint`) and commits;
+* every ``checkpoint_interval_ms`` (clock time) or ``checkpoint_every`` records,
+  checkpoints the partition (:mod:`modelstream.features.checkpoint`) and commits. A
+  checkpoint costs per entity changed since the last (its state is encoded and
+  written), not per record, so the record bound is high: it only caps the replay after
+  a crash when records come faster than the interval;
 * appends a watermark marker when the partition has been idle ``idle_timeout_ms``.
 
 Outputs are produced before the checkpoint that covers them, so delivery is
@@ -65,7 +68,7 @@ class Featurizer:
         *,
         clock: Clock,
         store: StateStore,
-        checkpoint_every: int = 5_000,
+        checkpoint_every: int = 200_000,
         checkpoint_interval_ms: int = 2_000,
         max_records: int = 500,
     ) -> None:
@@ -222,6 +225,7 @@ class Featurizer:
         owned = {tp.partition for tp in consumer.assignment() if tp.topic == self._events}
         for p in set(self._next) - owned:
             self.engine.drop(p)
+            self._checkpointer.forget(p)
             for table in (self._next, self._since, self._seen):
                 table.pop(p, None)
         for p in sorted(owned - set(self._next)):

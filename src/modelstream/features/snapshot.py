@@ -14,9 +14,11 @@ import heapq
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from modelstream.errors import FeatureError
 from modelstream.features.definitions import FeatureSet
-from modelstream.features.plan import Plan, nan_to_none, none_to_nan
+from modelstream.features.plan import Plan, none_to_nan
 
 NO_WATERMARK = -(2**62)
 END_OF_TIME = 2**62
@@ -71,15 +73,20 @@ class Snapshots:
     def partitions(self) -> list[int]:
         return sorted(self._parts)
 
-    def take_dirty(self, partition: int) -> dict[str, dict[str, Any]]:
-        """The JSON state of the entities changed since the last call (and forget them)."""
+    def take_dirty(self, partition: int) -> dict[str, bytes]:
+        """The state of each entity changed since the last call, encoded as JSON (and
+        forget them). Encoded one by one, so no decoded copy of every changed entity is
+        alive at once (that would wake the garbage collector over the whole state)."""
         part = self._parts.get(partition)
         if part is None:
             return {}
         dirty, part.dirty = part.dirty, {}
-        return {name: self._entity_json(part.entities[name]) for name in dirty}
+        entities, dumps, encode = part.entities, orjson.dumps, self._entity_json
+        return {name: dumps(encode(entities[name])) for name in dirty}
 
     def entity_json(self, partition: int, entity: str) -> dict[str, Any] | None:
+        """The state of ``entity`` for a checkpoint (shares the engine's lists: serialize
+        it with orjson before the engine goes on), or ``None``."""
         part = self._parts.get(partition)
         st = part.entities.get(entity) if part is not None else None
         return None if st is None else self._entity_json(st)
@@ -89,12 +96,15 @@ class Snapshots:
         return {"wm": part.wm, "max_ts": part.max_ts, "late": part.late}
 
     def _entity_json(self, st: EntityState) -> dict[str, Any]:
+        # Checkpoints are the engine's hottest path after process(), so this copies
+        # nothing: sessions and finals are already lists of numbers, panes become
+        # (start, pane) pairs. The result shares the engine's lists, so it must be
+        # serialized (orjson: NaN becomes null) before the engine goes on.
         windows = [
-            [list(s) for s in w] if plan.session else [[p, pane] for p, pane in w.items()]
+            w if plan.session else list(w.items())
             for plan, w in zip(self.plans, st.windows, strict=True)
         ]
-        finals = [None if f is None else [f[0], f[1], nan_to_none(f[2])] for f in st.final]
-        return {"w": windows, "f": finals}
+        return {"w": windows, "f": st.final}
 
     def drop(self, partition: int) -> None:
         """Forget a partition (it was revoked; its next owner restores it)."""

@@ -3,9 +3,11 @@
 Contract (proven for every implementation by ``tests/features/test_state_contract.py``):
 
 * Values are JSON-compatible (dicts with string keys, lists, str, int, float, bool,
-  None). ``put`` stores a copy: later changes to the caller's object do not leak in, and
-  ``get`` returns a value the caller may change freely. A value that is not JSON
-  raises :class:`~modelstream.errors.FeatureError` (state is never pickled).
+  None, and ``orjson.Fragment``: JSON already encoded, which the checkpointer uses to
+  encode an entity's state once). ``put`` stores a copy: later changes to the caller's
+  object do not leak in, and ``get`` returns a value the caller may change freely. A
+  value that is not JSON raises :class:`~modelstream.errors.FeatureError` (state is
+  never pickled).
 * ``get`` sees every ``put`` and ``delete`` at once; ``items(prefix)`` yields the live
   keys starting with ``prefix`` in key order.
 * ``flush`` makes every change since the previous flush durable *atomically*: after a
