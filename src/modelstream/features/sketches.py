@@ -72,8 +72,14 @@ class Distinct(Aggregate):
 class Lag(Aggregate):
     """The value ``n`` events before the latest one, in event-time order (``n=0``: last).
 
-    Keeps the ``n + 1`` latest ``[t, value]`` pairs, sorted by event time (ties by
-    arrival). NaN while the window holds ``n`` events or fewer.
+    Like every aggregate it is computed over one window instance: the ``n``-th previous
+    event *of that instance*, never one from an earlier window. ``Lag(1)`` over
+    ``Tumbling(60_000)`` is the second-to-last reading of the minute, NaN when the minute
+    has fewer than two; over a session, the second-to-last of the session. For the value
+    before the latest whatever the window, use a window that spans it (a session, or a
+    hopping window as long as the look-back). Keeps the ``n + 1`` latest ``[t, value]``
+    pairs, sorted by event time (ties by arrival). NaN while the window holds ``n``
+    events or fewer.
     """
 
     kind: ClassVar[str] = "lag"
