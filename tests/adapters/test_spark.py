@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,30 @@ def frame(df: Any) -> pd.DataFrame:
     return pd.DataFrame([r.asDict() for r in df.collect()], columns=df.columns)
 
 
+def deploy_v2_mid_stream(
+    w: World,
+    versions: Versions,
+    query: Any,
+    folder: Path,
+    files: list[list[str]],
+    versions_of: Callable[[list[str]], set[int]],
+) -> None:
+    """Deploy lr@2 while ``query`` runs; feed one file per micro-batch until a batch is
+    scored by lr@2, then one more; the query must still be running, without a restart."""
+    w.registry.publish(w.service, "lr", versions.models[1], format="onnx")
+    w.registry.deploy(w.service, ModelRef("lr", 2))
+    deadline = time.monotonic() + 45
+    while True:
+        files.append(write_file(folder, len(files), versions.x))
+        query.processAllAvailable()
+        if 2 in versions_of(files[-1]):
+            break
+        assert time.monotonic() < deadline, "lr@2 was never used by the running query"
+    files.append(write_file(folder, len(files), versions.x))  # after the swap was seen
+    query.processAllAvailable()
+    assert query.isActive and query.exception() is None
+
+
 def check_outputs(rows: pd.DataFrame, versions: Versions) -> None:
     for version, group in rows.groupby("model_version"):
         x = group[COLUMNS].to_numpy(np.float32)
@@ -103,23 +127,11 @@ def test_a_model_deployed_mid_stream_is_picked_up_by_map_in_pandas(
         files.append(write_file(folder, 0, versions.x))
         query.processAllAvailable()
 
-        w.registry.publish(w.service, "lr", versions.models[1], format="onnx")
-        w.registry.deploy(w.service, ModelRef("lr", 2))
-
         def versions_of(ids: list[str]) -> set[int]:
             table = frame(spark.sql("select id, model_version from scored"))
             return set(table[table["id"].isin(ids)]["model_version"])
 
-        deadline = time.monotonic() + 45
-        while True:  # one file per micro-batch, until a batch was scored by lr@2
-            files.append(write_file(folder, len(files), versions.x))
-            query.processAllAvailable()
-            if 2 in versions_of(files[-1]):
-                break
-            assert time.monotonic() < deadline, "lr@2 was never used by the running query"
-        files.append(write_file(folder, len(files), versions.x))  # after the swap was seen
-        query.processAllAvailable()
-        assert query.isActive and query.exception() is None
+        deploy_v2_mid_stream(w, versions, query, folder, files, versions_of)
         rows = frame(spark.sql("select * from scored"))
     finally:
         query.stop()
@@ -163,18 +175,7 @@ def test_foreach_batch_scores_each_micro_batch_and_writes_scores(
         query.processAllAvailable()
         assert versions_of(files[0]) == {1}
 
-        w.registry.publish(w.service, "lr", versions.models[1], format="onnx")
-        w.registry.deploy(w.service, ModelRef("lr", 2))
-        deadline = time.monotonic() + 45
-        while True:  # one file per micro-batch, until a batch was scored by lr@2
-            files.append(write_file(folder, len(files), versions.x))
-            query.processAllAvailable()
-            if 2 in versions_of(files[-1]):
-                break
-            assert time.monotonic() < deadline, "lr@2 was never used by foreachBatch"
-        files.append(write_file(folder, len(files), versions.x))  # after the swap was seen
-        query.processAllAvailable()
-        assert query.isActive and query.exception() is None
+        deploy_v2_mid_stream(w, versions, query, folder, files, versions_of)
     finally:
         query.stop()
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -33,6 +31,7 @@ from modelstream import heap
 from modelstream.backplane.port import Backplane
 from modelstream.errors import ConfigurationError, ServiceNotFound
 from modelstream.features.role import featurizer_roles
+from modelstream.gateway.lifecycle import stop_on_signals
 from modelstream.gateway.loop import ArchiverThread, LoopConfig, Promoter, TrainerThread
 from modelstream.gateway.metrics import GatewayMetrics
 from modelstream.gateway.server import GatewayServer, build_gateway, default_gateway_id
@@ -215,23 +214,17 @@ class Serving:
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Start, call ``on_ready``, serve until SIGINT/SIGTERM, then stop."""
-        stop = threading.Event()
-        previous = {
-            sig: signal.signal(sig, lambda *_: stop.set())
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            self.start()
-            heap.settle()
-            if on_ready is not None:
-                on_ready()
-            if self.server is not None:
-                log.warning("modelstream gateway on %s", self.server.url)
-            stop.wait()
-        finally:
-            self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with stop_on_signals() as stop:
+            try:
+                self.start()
+                heap.settle()
+                if on_ready is not None:
+                    on_ready()
+                if self.server is not None:
+                    log.warning("modelstream gateway on %s", self.server.url)
+                stop.wait()
+            finally:
+                self.stop()
 
     def stop(self) -> None:
         """Stop the gateway, the loop, featurizers, rendezvous, scorers, monitors, then
@@ -263,17 +256,12 @@ def run_scorer(
 ) -> None:
     """Run the scorer of one model name of ``service`` until SIGINT/SIGTERM (calling
     ``on_ready`` once it has started)."""
-    stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    scorer = Scorer(backplane, settings, service, model).start()
-    heap.settle()
-    if on_ready is not None:
-        on_ready()
-    try:
-        stop.wait()
-    finally:
-        scorer.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals() as stop:
+        scorer = Scorer(backplane, settings, service, model).start()
+        try:
+            heap.settle()
+            if on_ready is not None:
+                on_ready()
+            stop.wait()
+        finally:
+            scorer.stop()

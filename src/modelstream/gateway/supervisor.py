@@ -25,7 +25,6 @@ consumer group), and only supervises them. Contract:
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelstream.errors import ConfigurationError
+from modelstream.gateway.lifecycle import stop_on_signals
 from modelstream.gateway.loop import LoopConfig
 
 log = logging.getLogger(__name__)
@@ -101,18 +101,13 @@ class Supervisor:
 
     def run(self) -> None:
         """Start every role, supervise until SIGINT/SIGTERM, then stop every child."""
-        previous = {
-            sig: signal.signal(sig, lambda *_: self._stop.set())
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            self.start()
-            while not self._stop.wait(self.poll_s):
-                self.check()
-        finally:
-            self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with stop_on_signals(self._stop):
+            try:
+                self.start()
+                while not self._stop.wait(self.poll_s):
+                    self.check()
+            finally:
+                self.stop()
 
     def start(self) -> None:
         """Start the stream roles, wait (bounded) until they are ready, then the rest."""
