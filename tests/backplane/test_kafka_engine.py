@@ -131,7 +131,7 @@ def test_each_delivery_names_where_its_own_record_is(kafka_broker: str) -> None:
 class _SlowLink(Consumer):
     """A consumer whose broker hands over each batch of records only after a delay."""
 
-    delay_s = 0.4
+    delay_s = 0.9
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         messages = super().consume(num_messages, timeout)
@@ -146,7 +146,9 @@ def test_reads_that_outlast_the_timeout_succeed_while_records_arrive(
     # connect_timeout_s bounds the broker's silence, not a whole read: a topic that takes
     # longer than the timeout to read (a large one, a slow link) is still read in full.
     monkeypatch.setattr(reader, "Consumer", _SlowLink)
-    timeout_s, count = 1.0, 30_000  # the reader takes up to 10,000 records a batch
+    # The reader takes up to 10,000 records a batch, so each read is >= 3 slow batches
+    # (>= 2.7 s). The timeout leaves a loaded machine time to open the first connection.
+    timeout_s, count = 2.5, 30_000
     backplane = KafkaBackplane(kafka_broker, _settings(kafka_broker, timeout_s))
     try:
         name = unique("long-read")
