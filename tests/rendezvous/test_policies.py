@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from modelstream.backplane.records import TopicPartition
 from modelstream.clock import ManualClock
 from modelstream.models.deployment import Deployment, Fallback, PolicyKind, Role
@@ -261,18 +263,27 @@ class Measured:
         return {"lr": 0.9, "gbm": 0.7}.get(ref.name)
 
 
-def test_quality_prefers_the_best_measured_model() -> None:
+def test_quality_prefers_the_best_measured_model(caplog: pytest.LogCaptureFixture) -> None:
     desk = Desk(pref(kind=PolicyKind.QUALITY), quality=Measured())
     desk.req("r1")
     assert desk.score("r1", CHAMP) == []  # lr measures better and has no wait limit
     [result] = desk.score("r1", CHALL)
     assert result.ref == CHALL and result.policy == "quality"
+    assert not [r for r in caplog.records if "quality policy" in r.getMessage()]
 
 
-def test_quality_without_measurements_behaves_as_preference() -> None:
+def test_quality_without_measurements_behaves_as_preference(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     desk = Desk(pref(kind=PolicyKind.QUALITY))
     desk.req("r1")
     [result] = desk.score("r1", CHAMP)
+    desk.req("r2")
+    desk.score("r2", CHAMP)
+    # Said once, not per request: nothing in this process measures quality.
+    warnings = [r for r in caplog.records if "quality policy" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "no monitor runs in this process" in warnings[0].getMessage()
     assert result.ref == CHAMP
 
 
