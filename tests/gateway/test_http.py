@@ -10,6 +10,9 @@ import onnxruntime as ort
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelstream.backplane.records import OutRecord
+from modelstream.models.codec import encode_deployment
+from modelstream.models.deployment import Deployment, LiveModel, Role
 from modelstream.models.refs import ModelRef
 from tests.gateway.conftest import Stack
 
@@ -126,6 +129,29 @@ def test_requested_outputs_are_filtered(stack: Stack) -> None:
             400,
             "needs 4",
         ),
+        (
+            "POST",
+            "/v2/models/fraud/infer",
+            {
+                "inputs": [
+                    {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1e39, 0, 0, 0]}
+                ]
+            },
+            400,
+            "too large for FP32",
+        ),
+        (
+            "POST",
+            "/v2/models/fraud/infer",
+            {
+                "inputs": [
+                    {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+                ],
+                "outputs": [{"name": "label"}, {"name": "lable"}],
+            },
+            400,
+            "'lable' is not an output of the model; it has label, probabilities",
+        ),
         ("POST", "/v2/models/nope/infer", {"inputs": []}, 404, "nope"),
         ("GET", "/v2/models/nope", None, 404, "nope"),
         ("GET", "/v2/models/nope/ready", None, 404, "nope"),
@@ -223,6 +249,26 @@ def test_openapi_document_is_served(stack: Stack) -> None:
     doc = stack.client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     assert "/v2/models/{service}/infer" in doc["paths"]
+
+
+def test_the_server_is_not_ready_while_a_service_has_no_readable_champion(
+    stack: Stack,
+) -> None:
+    assert stack.client.get("/v2/health/ready").json() == {"ready": True}
+    # A service only published, never deployed, has nothing to serve: still ready.
+    stack.registry.publish("undeployed", "lr", stack.models["lr@1"], format="onnx")
+    assert stack.client.get("/v2/health/ready").status_code == 200
+    # A deployment whose champion has no descriptor (on Kafka: not read yet).
+    deployment = Deployment("leaderless", (LiveModel(ModelRef("lr", 7), Role.CHAMPION),))
+    stack.backplane.create_topic("leaderless.deployment", 1, compacted=True)
+    stack.backplane.produce(
+        "leaderless.deployment", [OutRecord(encode_deployment(deployment), key=b"leaderless")]
+    )
+    for path in ("/v2/health/ready", "/v2/models/leaderless/ready"):
+        response = stack.client.get(path)
+        assert response.status_code == 503, (path, response.text)
+        assert "'leaderless' has no champion that can be read yet" in response.json()["error"]
+    assert stack.client.get("/v2/models/fraud/ready").status_code == 200  # others still are
 
 
 def test_a_deployed_version_is_counted_as_a_swap(stack: Stack) -> None:
