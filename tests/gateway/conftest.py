@@ -2,10 +2,11 @@
 
 ``stack`` runs, in this process, on a SQLite backplane in a temporary directory: the
 registry with two real ONNX classifiers (``lr@1`` champion, ``tree@1`` challenger, and
-an unpublished-as-live ``lr@2``), the real rendezvous and scorers of service ``fraud``,
-and the gateway under uvicorn on a free loopback port with a management token. Service
-``idle`` is deployed but nothing serves it (no rendezvous, no scorer), and service
-``unscored`` has a rendezvous but no scorer, for the deadline paths.
+an unpublished-as-live ``lr@2``), the real rendezvous and scorers of service ``fraud``
+(reporting to the gateway's metrics, as under ``modelstream serve``), and the gateway
+under uvicorn on a free loopback port with a management token. Service ``idle`` is
+deployed but nothing serves it (no rendezvous, no scorer), and service ``unscored`` has
+a rendezvous but no scorer, for the deadline paths.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from modelstream.backplane.factory import open_backplane
 from modelstream.backplane.port import Backplane
 from modelstream.gateway.dataplane import DataPlane
+from modelstream.gateway.metrics import GatewayMetrics
 from modelstream.gateway.server import GatewayServer, build_gateway
 from modelstream.models.refs import ModelRef
 from modelstream.models.registry import Registry
@@ -41,6 +43,7 @@ class Stack:
     registry: Registry
     backplane: Backplane
     plane: DataPlane
+    metrics: GatewayMetrics
     models: dict[str, bytes]
     x: npt.NDArray[np.float32]
 
@@ -63,9 +66,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     registry.deploy("unscored", ModelRef("lr", 1), deadline_ms=150)
 
     rendezvous = [Rendezvous(backplane, settings, s) for s in ("fraud", "unscored")]
-    pool = ScorerPool(backplane, settings, "fraud")
+    metrics = GatewayMetrics()
+    pool = ScorerPool(backplane, settings, "fraud", observer=metrics)
     app, plane = build_gateway(
-        backplane, settings, registry, gateway_id="gw-test", services=["fraud"]
+        backplane, settings, registry, gateway_id="gw-test", services=["fraud"], metrics=metrics
     )
     server = GatewayServer(app, "127.0.0.1", 0)
     started: list[object] = []
@@ -92,6 +96,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 registry,
                 backplane,
                 plane,
+                metrics,
                 {"lr@1": lr, "tree@1": tree, "lr@2": lr2},
                 data.x,
             )

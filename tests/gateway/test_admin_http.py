@@ -69,6 +69,15 @@ def test_publish_deploy_promote_policy_rollback(stack: Stack) -> None:
     assert policy.json()["policy"]["kind"] == "first"
     assert stack.admin.put(f"{base}/policy", json={"kind": "best"}).status_code == 400
 
+    for refused, fragment in (
+        ({"kind": "preference", "order": ["tree", "gbm"]}, "gbm, not live"),
+        ({"kind": "consensus", "min_answers": 3}, "lower min_answers to at most 2"),
+    ):
+        response = stack.admin.put(f"{base}/policy", json=refused)
+        assert response.status_code == 400, response.text
+        assert fragment in response.json()["error"]
+    assert stack.admin.get(f"{base}/deployment").json()["policy"]["kind"] == "first"
+
     rolled = stack.admin.post(f"{base}/rollback", json={"reason": "oops"})
     assert rolled.status_code == 200, rolled.text
     history = stack.admin.get(f"{base}/deployment/history").json()["deployments"]

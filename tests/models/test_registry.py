@@ -126,6 +126,25 @@ def test_two_versions_of_a_name_may_be_live_but_one_version_only_once(
         registry.deploy("svc", R(one), [R(one)])
 
 
+def test_a_policy_the_live_models_cannot_satisfy_is_refused(
+    registry: Registry, published: Callable[[str], str]
+) -> None:
+    a, b, canary = published("a"), published("b"), published("c")
+    registry.deploy("svc", R(a), [R(b)], canary=R(canary))
+    with pytest.raises(ConfigurationError, match=r"names bb, not live .*remove it from the order"):
+        registry.set_policy("svc", Policy(PolicyKind.PREFERENCE, order=("b", "bb")))
+    with pytest.raises(ConfigurationError, match="a@9"):
+        registry.set_policy("svc", Policy(PolicyKind.PREFERENCE, order=("a@9",)))
+    # Two choosable models (the canary never is): a consensus of three cannot happen.
+    with pytest.raises(ConfigurationError, match="lower min_answers to at most 2"):
+        registry.set_policy("svc", Policy(PolicyKind.CONSENSUS, min_answers=3))
+    assert registry.deployment("svc").policy == Policy()  # nothing refused was written
+    registry.set_policy("svc", Policy(PolicyKind.CONSENSUS, order=("b", a), min_answers=2))
+    # Dropping a model the order names must say so, not leave the order dangling.
+    with pytest.raises(ConfigurationError, match="names b, not live"):
+        registry.deploy("svc", R(a))
+
+
 def test_rollback_needs_an_earlier_champion(
     registry: Registry, published: Callable[[str], str]
 ) -> None:

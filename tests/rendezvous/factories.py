@@ -25,16 +25,20 @@ def request(
     reply_to: str | None = None,
     target: str | None = None,
     sent_at: int | None = None,
+    sent: bool = True,
+    event_time: int | None = None,
 ) -> InferenceRequest:
+    """A request arriving at ``now``; ``sent=False`` leaves ``sent_at`` unset (a request
+    produced straight onto the topic by a pipeline) and ``event_time`` defaults to now."""
     return InferenceRequest(
         id=rid,
         service=SERVICE,
-        event_time=now,
+        event_time=now if event_time is None else event_time,
         deadline=now + deadline_in,
         inputs=(INPUT,),
         reply_to=reply_to,
         target=target,
-        sent_at=now if sent_at is None else sent_at,
+        sent_at=None if not sent else now if sent_at is None else sent_at,
     )
 
 

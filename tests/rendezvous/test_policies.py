@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from modelstream.backplane.records import TopicPartition
 from modelstream.clock import ManualClock
 from modelstream.models.deployment import Deployment, Fallback, PolicyKind, Role
@@ -79,6 +81,20 @@ def test_preference_takes_the_next_model_when_the_better_ones_wait_runs_out() ->
     assert desk.advance(29) == []
     [result] = desk.advance(1)  # exactly at the champion's 30 ms wait
     assert result.ref == CHALL and result.decided_at == 1_000_030 and result.missing == (CHAMP,)
+    assert result.decided_in_ms == 30
+
+
+def test_decided_in_counts_from_arrival_when_a_streamed_request_has_no_sent_at() -> None:
+    desk = Desk(pref())
+    hour_ago = desk.clock.now_ms() - 3_600_000  # the data's time, not the request's
+    desk.req("r1", sent=False, event_time=hour_ago)
+    desk.score("r1", CHALL, 2)
+    [result] = desk.advance(30)
+    assert result.ref == CHALL and result.decided_in_ms == 30
+    # A request that says when it was sent counts from then (a redelivery keeps it).
+    desk.req("r2", sent_at=desk.clock.now_ms() - 12)
+    [result] = desk.score("r2", CHAMP, 1)
+    assert result.decided_in_ms == 12
 
 
 def test_preference_skips_an_erroring_model_at_once() -> None:
@@ -107,7 +123,7 @@ def test_no_answer_by_the_deadline_is_an_explicit_miss_without_fallback() -> Non
     [result] = desk.advance(1)  # the 5 ms margin: decided before the deadline
     assert result.error is not None and result.error.startswith("deadline missed")
     assert result.outputs is None and not result.fallback and result.decided_at <= result.deadline
-    assert result.missing == (CHAMP, CHALL)
+    assert result.missing == (CHAMP, CHALL) and result.decided_in_ms == 45
     assert desk.advance(100) == []  # exactly one answer
 
 
@@ -247,18 +263,27 @@ class Measured:
         return {"lr": 0.9, "gbm": 0.7}.get(ref.name)
 
 
-def test_quality_prefers_the_best_measured_model() -> None:
+def test_quality_prefers_the_best_measured_model(caplog: pytest.LogCaptureFixture) -> None:
     desk = Desk(pref(kind=PolicyKind.QUALITY), quality=Measured())
     desk.req("r1")
     assert desk.score("r1", CHAMP) == []  # lr measures better and has no wait limit
     [result] = desk.score("r1", CHALL)
     assert result.ref == CHALL and result.policy == "quality"
+    assert not [r for r in caplog.records if "quality policy" in r.getMessage()]
 
 
-def test_quality_without_measurements_behaves_as_preference() -> None:
+def test_quality_without_measurements_behaves_as_preference(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     desk = Desk(pref(kind=PolicyKind.QUALITY))
     desk.req("r1")
     [result] = desk.score("r1", CHAMP)
+    desk.req("r2")
+    desk.score("r2", CHAMP)
+    # Said once, not per request: nothing in this process measures quality.
+    warnings = [r for r in caplog.records if "quality policy" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "no monitor runs in this process" in warnings[0].getMessage()
     assert result.ref == CHAMP
 
 

@@ -43,13 +43,25 @@ from typing import Any
 from modelstream import __version__
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, now_ms
-from modelstream.errors import DeadlineExceeded, InvalidRequest, NotReady
+from modelstream.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    NotReady,
+    ServiceNotFound,
+)
 from modelstream.features.records import request_record
 from modelstream.gateway.catalog import Catalog, ServiceView
 from modelstream.gateway.metrics import GatewayMetrics
 from modelstream.gateway.ports import RegistryPort
 from modelstream.gateway.streams import BatchProducer, ReplyListener, fail_future
-from modelstream.gateway.translate import check_inputs, parse_infer, parse_version, schema_metadata
+from modelstream.gateway.translate import (
+    check_inputs,
+    check_outputs,
+    parse_infer,
+    parse_version,
+    schema_metadata,
+)
 from modelstream.models.refs import ModelRef
 from modelstream.models.schema import ModelSchema
 from modelstream.scoring.batcher import FEATURES_INPUT
@@ -182,6 +194,7 @@ class DataPlane:
                 )
             schema = without_features_input(schema)
         check_inputs(call.inputs, schema)
+        check_outputs(call.outputs, schema)
         listener = await self._listener(service)
         now = now_ms()
         deadline_ms = call.deadline_ms or view.deployment.deadline_ms
@@ -240,15 +253,32 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     async def server_ready(self) -> None:
-        """Raise ``NotReady`` unless started and every deployed service has a champion."""
+        """Raise ``NotReady`` unless started and every deployed service has a champion
+        whose descriptor has been read (a service only published, never deployed, has
+        nothing to serve and is skipped)."""
         if not self._started:
             raise NotReady("the gateway is starting or stopping")
         for service in await asyncio.to_thread(self.registry.services):
-            await self.model_ready(service)
+            try:
+                await self.model_ready(service)
+            except ServiceNotFound:
+                continue
 
     async def model_ready(self, service: str, version: str | None = None) -> None:
-        """Raise ``ServiceNotFound``/``ModelNotFound``/``NotReady`` unless it can answer."""
-        view = await self.catalog.view(service)
+        """Raise ``ServiceNotFound``/``ModelNotFound``/``NotReady`` unless it can answer.
+
+        A deployed champion whose descriptor cannot be read (yet: on Kafka the deployment
+        can be read before the descriptor published just ahead of it) is ``NotReady``.
+        """
+        try:
+            view = await self.catalog.view(service)
+        except ModelNotFound as exc:
+            if version is not None:
+                raise
+            raise NotReady(
+                f"service {service!r} has no champion that can be read yet ({exc}); "
+                "publish it, or wait for its descriptor to arrive"
+            ) from None
         if version is not None:
             await self._live_version(service, view, version)
         elif view.champion_schema is None:

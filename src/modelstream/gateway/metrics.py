@@ -1,9 +1,13 @@
 """Prometheus metrics of a gateway process, every name prefixed ``modelstream_``.
 
 Each :class:`GatewayMetrics` owns its own ``CollectorRegistry`` (never the global one),
-so two apps in one test process do not collide. Roles sharing the process (scorers,
-the rendezvous) update the scorer metrics through the hook methods
-:meth:`GatewayMetrics.scorer_batch` and :meth:`GatewayMetrics.model_swapped`.
+so two apps in one test process do not collide. Scorers sharing the gateway's process
+(``modelstream serve``) update the scorer metrics through the hook methods
+:meth:`GatewayMetrics.scorer_batch` and :meth:`GatewayMetrics.model_swapped` (it is
+their :class:`~modelstream.scoring.events.ScorerObserver`). Scorers in processes of
+their own (``modelstream run scorer``, ``serve --processes``) serve no HTTP, so these
+series stay empty there; their swaps are on ``<service>.model-events`` and their
+figures in the scores (``modelstream models stats``).
 """
 
 from __future__ import annotations

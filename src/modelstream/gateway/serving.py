@@ -126,7 +126,12 @@ class Serving:
             if rendezvous
             else []
         )
-        self.pools = [ScorerPool(backplane, settings, s) for s in self.services] if scorers else []
+        # The scorers report batches and swaps to the same metrics, shown on /metrics.
+        self.pools = (
+            [ScorerPool(backplane, settings, s, observer=self.metrics) for s in self.services]
+            if scorers
+            else []
+        )
         # One featurizer per service whose deployment names a feature set.
         self.featurizers = (
             featurizer_roles(backplane, settings, self._deployments()) if featurizers else []
@@ -255,7 +260,12 @@ def run_scorer(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Run the scorer of one model name of ``service`` until SIGINT/SIGTERM (calling
-    ``on_ready`` once it has started)."""
+    ``on_ready`` once it has started).
+
+    A lone scorer has no HTTP server, so no ``/metrics``: its batch sizes and swaps are
+    not exported (its swaps are on ``<service>.model-events``, its figures in the scores
+    that ``modelstream models stats`` reads).
+    """
     with stop_on_signals() as stop:
         scorer = Scorer(backplane, settings, service, model).start()
         try:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from modelstream.errors import ConfigurationError, DeadlineExceeded, InvalidRequest
 from modelstream.models.deployment import Deployment
 from modelstream.models.refs import ModelRef
@@ -100,6 +102,17 @@ def _requested_outputs(raw: Any) -> tuple[str, ...]:
     return tuple(str(o["name"]) for o in raw)
 
 
+def check_outputs(outputs: Sequence[str], schema: ModelSchema) -> None:
+    """Raise ``InvalidRequest`` when a requested output name is not an output of
+    ``schema`` (a schema without outputs accepts any name)."""
+    known = [o.name for o in schema.outputs]
+    unknown = [name for name in outputs if name not in known]
+    if known and unknown:
+        raise InvalidRequest(
+            f"output {unknown[0]!r} is not an output of the model; it has {', '.join(known)}"
+        )
+
+
 def check_inputs(inputs: Sequence[Tensor], schema: ModelSchema) -> None:
     """Raise ``InvalidRequest`` naming the first input that does not fit ``schema``.
 
@@ -127,7 +140,14 @@ def check_inputs(inputs: Sequence[Tensor], schema: ModelSchema) -> None:
                 f"(-1: any size), got {list(tensor.shape)}"
             )
         if tensor.datatype != "BYTES":
-            tensor_to_array(tensor)  # raises InvalidRequest when values do not fit
+            with np.errstate(over="ignore"):  # an overflow is refused below, not warned
+                array = tensor_to_array(tensor)  # raises InvalidRequest on values that do not fit
+            # JSON has no infinity, so an infinite value is one too large for the type.
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise InvalidRequest(
+                    f"input {spec.name!r} has values too large for {spec.datatype} "
+                    f"(largest {float(np.finfo(array.dtype).max):.4g}); scale them down"
+                )
     if by_name:
         raise InvalidRequest(
             f"input {next(iter(by_name))!r} is not an input of the model; it takes {expected}"

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from modelstream.errors import ConfigurationError
 from modelstream.models.refs import ModelRef
 
 
@@ -198,6 +199,32 @@ class Deployment:
                 matches = sorted((m for m in choosable if m.ref.name == item), key=_lane_key)
             out.extend(str(m.ref) for m in matches if str(m.ref) not in out)
         return tuple(out)
+
+
+def check_choice(deployment: Deployment) -> None:
+    """Refuse a policy that cannot do what it says with these live models.
+
+    ``ConfigurationError`` (saying what to change) when ``policy.order`` names a model
+    or version that is not live here (a typo, or a model the deployment dropped), or
+    when a consensus needs more answers (``min_answers``) than there are choosable
+    models. The registry calls it before writing any deployment.
+    """
+    policy, live = deployment.policy, deployment.models
+    names = {m.ref.name for m in live} | {str(m.ref) for m in live}
+    unknown = [item for item in policy.order if item not in names]
+    if unknown:
+        shown = ", ".join(str(m.ref) for m in live) or "none"
+        raise ConfigurationError(
+            f"the policy order of {deployment.service} names {', '.join(unknown)}, not live "
+            f"in its deployment (live: {shown}): remove it from the order or deploy it"
+        )
+    choosable = sum(1 for m in live if m.role.choosable)
+    if policy.kind is PolicyKind.CONSENSUS and policy.min_answers > choosable:
+        raise ConfigurationError(
+            f"a consensus of {deployment.service} needs min_answers={policy.min_answers} "
+            f"answers but only {choosable} live model(s) may be chosen (canaries and decoys "
+            f"never are): lower min_answers to at most {choosable} or deploy more models"
+        )
 
 
 def split_point(service: str, entity: str) -> float:

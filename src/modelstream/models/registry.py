@@ -37,7 +37,14 @@ from modelstream.models.codec import (
     encode_deployment,
     encode_descriptor,
 )
-from modelstream.models.deployment import Deployment, Fallback, LiveModel, Policy, Role
+from modelstream.models.deployment import (
+    Deployment,
+    Fallback,
+    LiveModel,
+    Policy,
+    Role,
+    check_choice,
+)
 from modelstream.models.descriptor import FORMATS, Lineage, ModelDescriptor
 from modelstream.models.follower import RegistryFollower, ensure_topics
 from modelstream.models.formats import check_policy, inspect_bytes
@@ -238,6 +245,7 @@ class Registry:
                 f"a model version may be live once per deployment, got {', '.join(twice)} "
                 "more than once: give each version one role"
             )
+        check_choice(deployment)
         for live in deployment.models:
             check_policy(self.descriptor(service, live.ref), deployment)
         final = dataclasses.replace(

@@ -10,6 +10,9 @@ When no acceptable answer exists, the service's fallback answers: ``Fallback.out
 as the outputs with ``fallback=True``, or, without fallback outputs, an explicit error
 starting ``deadline missed:`` (the final decision at the deadline) or ``no acceptable
 answer:`` (earlier, when every candidate errored and nothing better could still arrive).
+
+``decided_in_ms`` counts from the request's ``sent_at`` or, when it has none, from when
+the request reached the rendezvous (:attr:`Mailbox.started_at`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ def _missing(mailbox: Mailbox, deployment: Deployment | None) -> tuple[str, ...]
 
 def _base(mailbox: Mailbox, policy: str, now: int, deployment: Deployment | None) -> Result:
     request = mailbox.request
-    started = request.sent_at if request.sent_at is not None else request.event_time
     return Result(
         request_id=request.id,
         service=request.service,
@@ -47,7 +49,9 @@ def _base(mailbox: Mailbox, policy: str, now: int, deployment: Deployment | None
         deadline_met=False,
         answers=mailbox.answered_refs(),
         missing=_missing(mailbox, deployment),
-        decided_in_ms=float(max(0, now - started)),
+        # From when the request was sent, else when it reached the rendezvous; never its
+        # event_time, which a streamed request sets to when its data happened.
+        decided_in_ms=float(max(0, now - mailbox.started_at)),
     )
 
 

@@ -28,6 +28,7 @@ the next call simply follows it. The contract every policy keeps:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +37,8 @@ from modelstream.models.deployment import Deployment, LiveModel, PolicyKind, spl
 from modelstream.models.refs import ModelRef
 from modelstream.rendezvous.mailbox import Answer, Mailbox
 from modelstream.wire.tensors import Tensor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,15 +190,27 @@ class QualityPolicy(PreferencePolicy):
     """``quality``: preference ordered by recent measured quality, best first.
 
     Models without a measurement keep their preference order after the measured ones, so
-    with the default :class:`NoQuality` source this is exactly ``preference``.
+    with the default :class:`NoQuality` source this is exactly ``preference``. Quality is
+    measured by a monitor in the same process (``modelstream serve`` without
+    ``--no-monitor``); without one (``run rendezvous``, ``serve --processes``) a warning
+    is logged the first time a service asks for ``quality``.
     """
 
     name = PolicyKind.QUALITY.value
 
     def __init__(self, source: QualitySource | None = None) -> None:
         self.source: QualitySource = source or NoQuality()
+        self._warned = source is not None  # only a missing source is worth a warning
 
     def order(self, deployment: Deployment) -> tuple[str, ...]:
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "service %s uses the quality policy, but no monitor runs in this process to "
+                "measure quality, so it answers as preference; run the rendezvous with its "
+                "monitor (`modelstream serve` without --no-monitor) or choose another policy",
+                deployment.service,
+            )
         base = deployment.preference_order()
         scored: list[tuple[float, int, str]] = []
         for rank, ref in enumerate(base):

@@ -20,6 +20,10 @@ A ``load_failed`` event means the old version (``serving``) keeps serving. ``wai
 means a deployed version's descriptor has not been read yet: on Kafka the deployment can
 be read before the descriptor published just ahead of it, so it is usually followed by
 ``swapped``; it is an error only if it persists.
+
+Besides the topic, a scorer reports to an in-process :class:`ScorerObserver` when one
+is given (``Serving`` passes the gateway's metrics, so ``/metrics`` shows batch sizes,
+batch latencies and swaps of the scorers sharing its process).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, now_ms
@@ -44,6 +48,31 @@ SWAPPED = "swapped"
 LOAD_FAILED = "load_failed"
 ROLE_CHANGED = "role_changed"
 WAITING = "waiting"  # deployed, but its descriptor has not been read yet (may be transient)
+
+
+class ScorerObserver(Protocol):
+    """In-process hooks a scorer calls (from its own threads, so they must be cheap and
+    thread-safe, and must not raise: an exception is logged and the scorer carries on).
+
+    ``model`` is the model *name* (not the version), so a swap keeps one series.
+    """
+
+    def scorer_batch(self, service: str, model: str, size: int, seconds: float) -> None:
+        """A micro-batch of ``size`` requests spent ``seconds`` in the model."""
+
+    def model_swapped(self, service: str, model: str) -> None:
+        """A version of ``model`` was swapped in (a first load counts too)."""
+
+
+class _NoObserver:
+    def scorer_batch(self, service: str, model: str, size: int, seconds: float) -> None:
+        pass
+
+    def model_swapped(self, service: str, model: str) -> None:
+        pass
+
+
+NO_OBSERVER: ScorerObserver = _NoObserver()  # what a scorer reports to without one
 
 
 @dataclass(frozen=True, slots=True)

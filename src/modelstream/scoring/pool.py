@@ -36,6 +36,7 @@ from modelstream.errors import TopicNotFound
 from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.refs import ModelRef
+from modelstream.scoring.events import ScorerObserver
 from modelstream.scoring.loading import ModelSource
 from modelstream.scoring.scorer import (
     Follower,
@@ -103,6 +104,7 @@ class ScorerPool:
         source: ModelSource | None = None,
         follower_factory: FollowerFactory | None = None,
         drain_timeout_s: float = 60.0,
+        observer: ScorerObserver | None = None,
     ) -> None:
         self.backplane = backplane
         self.settings = settings
@@ -111,6 +113,7 @@ class ScorerPool:
         self.drain_timeout_s = drain_timeout_s
         self._source = source
         self._follower_factory = follower_factory or registry_follower
+        self._observer = observer  # handed to every scorer (batch sizes, swaps)
         self._follower: Follower | None = None
         self._scorers: dict[str, Scorer] = {}
         self._draining: dict[str, _Draining] = {}
@@ -207,6 +210,7 @@ class ScorerPool:
                     config=self.config,
                     source=self._source,
                     follower_factory=self._follower_factory,
+                    observer=self._observer,
                 )
             )
         with self._lock:

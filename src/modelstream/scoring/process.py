@@ -46,6 +46,7 @@ class Outcome:
     dead_letters: list[OutRecord] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     skipped: int = 0  # requests targeted at another model
+    batches: list[tuple[int, float]] = field(default_factory=list)  # (requests, ms) per call
 
 
 def targets(
@@ -175,6 +176,7 @@ def score_records(
             tensors = _tensors(batch.rows, parts, outputs)
         except (ScoringError, InvalidRequest) as exc:
             elapsed = (time.perf_counter() - started) * 1000
+            outcome.batches.append((batch.size, elapsed))
             at = now_ms()
             for request in batch.requests:
                 outcome.scores.append(
@@ -189,6 +191,7 @@ def score_records(
                     )
                 )
             continue
+        outcome.batches.append((batch.size, elapsed))
         at = now_ms()
         for request, part in zip(batch.requests, tensors, strict=True):
             outcome.scores.append(

@@ -27,7 +27,8 @@ Lifecycle:
   instance (``host-pid-suffix``: which process of the group owned the partition).
   Offsets are committed only after the scores (and any dead letters) are durable:
   delivery is at-least-once, and on any failure the consumer is reopened at the
-  committed offsets.
+  committed offsets. Each model call (size, time) and each swap is also reported to
+  the ``observer`` (:class:`~modelstream.scoring.events.ScorerObserver`), if any.
 * :meth:`Scorer.stop` stops following, finishes the batch in hand, closes the
   consumer (leaving the group) and the loaded models. Idempotent.
 
@@ -150,6 +151,7 @@ class Scorer:
         config: ScorerConfig | None = None,
         source: ModelSource | None = None,
         follower_factory: FollowerFactory | None = None,
+        observer: events.ScorerObserver | None = None,
     ) -> None:
         self.backplane = backplane
         self.settings = settings
@@ -164,6 +166,7 @@ class Scorer:
         self._source = source
         self._follower_factory = follower_factory or registry_follower
         self._follower: Follower | None = None
+        self._observer = observer or events.NO_OBSERVER
         self._slot = ModelSlot(self.model_name)
         self._runner = ModelRunner(self.config.timeout_ms / 1000, name=self.lane)
         self._others: frozenset[str] = frozenset()  # targets other lanes answer
@@ -295,6 +298,10 @@ class Scorer:
             previous=None if old is None else old.ref.version,
             timings=timings,
         )
+        try:
+            self._observer.model_swapped(self.service, self.model_name)
+        except Exception:  # metrics must never stop a swap
+            log.exception("%s: the observer failed on a swap", self.group)
 
     def _emit_failure(self, ref: ModelRef, role: str, exc: Exception) -> None:
         serving = self.serving
@@ -382,12 +389,8 @@ class Scorer:
         consumer.commit(outcome.offsets)
         self.scored += len(outcome.scores)
         self._stats.record_scores(s.score for s in outcome.scores)
-
-    def run(self, stop: threading.Event) -> None:
-        """Start, block until ``stop`` is set, then stop (for a process running one role)."""
-        self.start()
         try:
-            while not stop.wait(0.5):
-                pass
-        finally:
-            self.stop()
+            for size, ms in outcome.batches:
+                self._observer.scorer_batch(self.service, self.model_name, size, ms / 1000)
+        except Exception:  # after the commit: a failing observer must not rescore
+            log.exception("%s: the observer failed on a batch", self.group)
