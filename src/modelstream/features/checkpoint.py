@@ -20,9 +20,9 @@ featurizer resumes at the marker's offset with the state that offset goes with, 
 re-derives the very outputs it would have produced without the crash.
 
 A changelog record restore cannot read (not JSON, the wrong schema, above the size
-limit) is skipped: it goes to ``S.dead-letter`` with the reason (once per restore
-of its partition, until a later checkpoint replaces it), and restore carries on with
-the others, so one bad record costs the entity it stands for, never the partition.
+limit) is skipped: it goes to ``S.dead-letter`` with the reason (once per featurizer
+process, again after a restart, until a later checkpoint replaces it), and restore
+carries on with the others, so one bad record costs the entity it stands for, never the partition.
 A poisoned entity record is rewritten by the next checkpoint of its partition. A
 poisoned marker counts as no marker: restore falls back to the local store, or else to
 the start of the events log (re-deriving every state from the events).
