@@ -81,7 +81,9 @@ def run(
     engine = FeatureEngine(FEATURES)
     cp = None
     if store is not None:
-        cp = Checkpointer(MemoryBackplane(Settings(backplane="memory://")), "cl", store, engine)
+        cp = Checkpointer(
+            MemoryBackplane(Settings(backplane="memory://")), "cl", store, engine, dead_letter="dl"
+        )
     decoder = EventDecoder(FEATURES)
     records = (
         [Record("e", 0, i, t, e.encode(), orjson.dumps(v)) for i, (e, t, v) in enumerate(data)]

@@ -3,7 +3,11 @@
 :class:`Steady` runs a stream load and an HTTP load on each gateway on threads of their
 own, bounded in count and time; :func:`settle` waits (bounded) until every acknowledged
 request is answered and ``results`` has gone quiet; :func:`counts` says, over the ids
-of this stretch only, how many were sent, acknowledged, answered, answered twice, lost.
+of this stretch only, how many were sent, acknowledged, answered, answered twice, lost,
+and what answered them: ``acknowledged_kinds`` counts the acknowledged ids by the kind of
+their answer (``model``, or ``fallback``/``error``: the deadline's or a failure's answer,
+which means the request was *not* served), ``replied_twice`` the stream requests with
+two replies on their ``reply_to`` topic.
 """
 
 from __future__ import annotations
@@ -99,8 +103,14 @@ def settle(stack: Stack, ids: set[str], timeout_s: float = 90.0, quiet_s: float 
     wait_until("results quiet", quiet, 30, every=0.2)
 
 
+def not_by_model(stack: Stack, ids: set[str]) -> list[str]:
+    """Those of ``ids`` whose answer is not a model's (a fallback, an error, or none)."""
+    return sorted(stack.tally.read(lambda t: {r for r in ids if t.kind_of.get(r) != "model"}))
+
+
 def counts(stack: Stack, load: Steady) -> dict[str, Any]:
-    """Sent, acknowledged, answered, answered twice, lost, over this stretch's ids."""
+    """Sent, acknowledged, answered (by kind), answered and replied twice, lost, over
+    this stretch's ids (see the module docstring)."""
     sent = set().union(*(s.sent_at for s in load.sents))
     acked = load.acked()
     failures: Counter[str] = Counter()
@@ -108,6 +118,8 @@ def counts(stack: Stack, load: Steady) -> dict[str, Any]:
         failures.update(s.failures)
     answers = stack.tally.read(lambda t: {r: t.answers[r] for r in sent})
     kinds = stack.tally.read(lambda t: Counter(t.kind_of[r] for r in sent if r in t.kind_of))
+    acked_kinds = stack.tally.read(lambda t: Counter(t.kind_of.get(r, "none") for r in acked))
+    replied_twice = stack.tally.read(lambda t: sorted(r for r in sent if t.replies[r] > 1))
     lost = sorted(r for r in acked if not answers[r])
     twice = sorted(r for r in sent if answers[r] > 1)
     return {
@@ -119,6 +131,13 @@ def counts(stack: Stack, load: Steady) -> dict[str, Any]:
         "answered": sum(1 for r in sent if answers[r]),
         "answered_twice": len(twice),
         "lost": len(lost),
+        "replied_twice": len(replied_twice),
         "answer_kinds": dict(kinds),
-        "examples": {"lost": lost[:10], "answered_twice": twice[:10]},
+        "acknowledged_kinds": dict(acked_kinds),
+        "examples": {
+            "lost": lost[:10],
+            "answered_twice": twice[:10],
+            "replied_twice": replied_twice[:10],
+            "acknowledged_not_by_model": not_by_model(stack, acked)[:10],
+        },
     }

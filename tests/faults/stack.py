@@ -198,7 +198,7 @@ def running_stack(
         backplane.create_topic(reply_topic, 1)
         ports = {"gateway-a": free_port(), "gateway-b": free_port()}
         start_roles(fleet, plain, feat, ports)
-        tally = Tally(backplane, (plain, feat), [reply_topic])
+        tally = Tally(backplane, (plain, feat), reply_topic)
         x = onnx_classifier("logreg", features=4, seed=0)[1].x
         stack = Stack(url, workdir, settings, backplane, plain, feat, fleet, tally, reply_topic,
                       ports, x)  # fmt: skip

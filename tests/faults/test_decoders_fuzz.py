@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from modelstream.backplane.records import Record
 from modelstream.errors import DecodeError
 from modelstream.features.aggregates import Count, Mean
+from modelstream.features.checkpoint import decode_entry, decode_marker
 from modelstream.features.definitions import Feature, FeatureSet, Tumbling
 from modelstream.features.records import EventDecoder, request_record
 from modelstream.features.sketches import Distinct
@@ -143,6 +144,20 @@ DECODERS: dict[str, tuple[Decoder, dict[str, Any]]] = {
                 decided_in_ms=2.5,
             ).encode()
         ),
+    ),
+    # the featurizer's changelog, read whole by restore: an entity record and a marker
+    "changelog entry": (
+        decode_entry,
+        {
+            "p": 1,
+            "epoch": 4,
+            "state": {"w": [[[100, [2, 141.0]]], [[100, [2]]]], "f": [[100, 0, [70.5]], None]},
+            "prev": {"epoch": 3, "state": {"w": [[], []], "f": [None, None]}},
+        },
+    ),
+    "changelog marker": (
+        decode_marker,
+        {"epoch": 4, "offset": 17, "meta": {"wm": 90, "max_ts": 95, "late": 1}},
     ),
     "label": (
         decode_label,

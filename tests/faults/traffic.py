@@ -13,7 +13,10 @@ Both are bounded by a count and a duration. :class:`Tally` reads the services'
 ``results`` and ``scores`` from the beginning with no consumer group (it disturbs no
 role) and keeps, per request id, how many answers there are (the first non-late record
 per id on ``results``; late-answer notes, header ``x-modelstream-late``, are not
-answers) and when each topic was last seen to grow.
+answers), what kind the first answer is (``model``: a model's output; ``fallback``,
+``error``: the deadline's or a failure's answer, which no client may count as served),
+how many replies each id got on the stream clients' ``reply_to`` topic, and when each
+topic was last seen to grow.
 """
 
 from __future__ import annotations
@@ -212,11 +215,12 @@ class HttpLoad:
 class Tally:
     """A live, thread-safe count of the answers and outputs of the two services."""
 
-    def __init__(self, backplane: Backplane, services: tuple[str, str], extra: list[str]) -> None:
+    def __init__(self, backplane: Backplane, services: tuple[str, str], reply_to: str) -> None:
         topics = [ServiceTopics(s) for s in services]
         self.results = {t.results for t in topics}
+        self.reply_to = reply_to
         self.scores = {t.scores for t in topics}
-        watched = sorted(self.results | self.scores | {t.requests for t in topics} | set(extra))
+        watched = sorted(self.results | self.scores | {t.requests for t in topics} | {reply_to})
         for name in watched:
             backplane.create_topic(name)
         self._consumer = backplane.consumer(watched, start="earliest")
@@ -225,6 +229,7 @@ class Tally:
         self.answers: Counter[str] = Counter()
         self.answered_at: dict[str, int] = {}  # first answer, as observed here (wall ms)
         self.kind_of: dict[str, str] = {}  # request id -> model / fallback / error
+        self.replies: Counter[str] = Counter()  # request id -> replies on reply_to
         self.late_notes = 0
         self.undecodable = 0
         self.seen: dict[str, list[int]] = defaultdict(list)  # topic -> observation times
@@ -248,6 +253,9 @@ class Tally:
         if record.topic in self.scores:
             scorer = (record.header(SCORER_HEADER) or b"?").decode()
             self.scorer_first_seen.setdefault(scorer, now)
+        if record.topic == self.reply_to:
+            self.replies[decode_result(record.value).request_id] += 1
+            return
         if record.topic not in self.results:
             return
         if record.header(LATE_HEADER) is not None:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from modelstream.backplane.memory import MemoryBackplane
+from modelstream.backplane.records import OutRecord
 from modelstream.clock import ManualClock
 from modelstream.features import offline
 from modelstream.features.aggregates import Count
@@ -30,6 +31,12 @@ def _featurizer(
     return Featurizer(
         bp, SETTINGS, "trucks", fs, clock=clock or ManualClock(), store=MemoryStateStore(), **kw
     )
+
+
+def _checkpointer(bp: MemoryBackplane, engine: FeatureEngine) -> Checkpointer:
+    """A checkpointer with a store of its own: a restore reads the changelog alone."""
+    topic, store = changelog_topic("trucks"), MemoryStateStore()
+    return Checkpointer(bp, topic, store, engine, dead_letter="trucks.dead-letter")
 
 
 def _run(fz: Featurizer, steps: int = 5) -> None:
@@ -175,7 +182,7 @@ def test_a_checkpoint_cut_short_restores_the_previous_one() -> None:
     bp = _CutShort(SETTINGS)
     fs = truck_features()
     engine = FeatureEngine(fs)
-    cp = Checkpointer(bp, changelog_topic("trucks"), MemoryStateStore(), engine)
+    cp = _checkpointer(bp, engine)
     engine.process(0, "a", 10, {"temp": 1.0})
     cp.checkpoint(0, 1)
     good = orjson.loads(orjson.dumps(engine.entity_json(0, "a")))  # a snapshot
@@ -187,7 +194,7 @@ def test_a_checkpoint_cut_short_restores_the_previous_one() -> None:
     bp.fail = False
     for _ in range(2):  # restore, then checkpoint and restore again: still consistent
         again = FeatureEngine(fs)
-        restorer = Checkpointer(bp, changelog_topic("trucks"), MemoryStateStore(), again)
+        restorer = _checkpointer(bp, again)
         assert restorer.restore(0) == 1
         assert orjson.loads(orjson.dumps(again.entity_json(0, "a"))) == good
         assert again.entity_json(0, "b") is None
@@ -198,14 +205,14 @@ def test_one_entity_in_two_partitions_restores_each_partitions_state() -> None:
     bp = MemoryBackplane(SETTINGS)
     fs = truck_features()
     engine = FeatureEngine(fs)
-    cp = Checkpointer(bp, changelog_topic("trucks"), MemoryStateStore(), engine)
+    cp = _checkpointer(bp, engine)
     engine.process(0, "x", 10, {"temp": 1.0})
     engine.process(1, "x", 10, {"temp": 5.0})
     engine.process(1, "x", 20, {"temp": 6.0})
     cp.checkpoint(0, 1)
     cp.checkpoint(1, 2)
     again = FeatureEngine(fs)  # a fresh store: rebuilt from the changelog alone
-    restorer = Checkpointer(bp, changelog_topic("trucks"), MemoryStateStore(), again)
+    restorer = _checkpointer(bp, again)
     assert (restorer.restore(0), restorer.restore(1)) == (1, 2)
     for e in (engine, again):
         e.flush()
@@ -213,3 +220,41 @@ def test_one_entity_in_two_partitions_restores_each_partitions_state() -> None:
     want = [(r.partition, r.window, r.start, r.values) for r in engine.drain()]
     assert got == want  # each partition's windows, from its own state
     assert {p for p, *_ in got} == {0, 1}
+
+
+def test_restore_skips_unreadable_changelog_records_and_dead_letters_them() -> None:
+    bp = MemoryBackplane(SETTINGS)
+    fs = truck_features()
+    engine = FeatureEngine(fs)
+    cp = _checkpointer(bp, engine)
+    for entity, temp in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        engine.process(0, entity, 10, {"temp": temp})
+    cp.checkpoint(0, 3)
+    good = {e: orjson.loads(orjson.dumps(engine.entity_json(0, e))) for e in "ab"}
+    topic = changelog_topic("trucks")
+    poison = [
+        OutRecord(b'{"p": 0, "epoch": 1, "sta', b"0/c"),  # truncated: replaces c's state
+        OutRecord(orjson.dumps({"p": 0, "epoch": "one", "state": None}), b"0/d"),
+        OutRecord(b'{"epoch": 1, "offset": 3, "meta": ', b"\0checkpoint/1"),
+    ]
+    offsets = [bp.produce(topic, [r])[0].offset for r in poison]
+    again = FeatureEngine(fs)
+    restorer = _checkpointer(bp, again)
+    for _ in range(2):  # a second restore finds the same poison: dead-lettered once
+        assert restorer.restore(0) == 3  # partition 0's marker is intact
+        assert restorer.restore(1) is None  # a poisoned marker: start from the beginning
+    assert {e: orjson.loads(orjson.dumps(again.entity_json(0, e))) for e in "ab"} == good
+    assert again.entity_json(0, "c") is None  # its only record is the poison
+    dead = {
+        int(r.header("x-source-offset") or -1): (r.header("x-reason") or b"").decode()
+        for r in read_all(bp, "trucks.dead-letter")
+    }
+    assert len(read_all(bp, "trucks.dead-letter")) == len(dead) == 3
+    reasons = [dead[offset] for offset in offsets]
+    assert "not valid JSON" in reasons[0]
+    assert "'epoch' must be int" in reasons[1]
+    assert "checkpoint marker" in reasons[2] and "as if none" in reasons[2]
+    restorer.checkpoint(0, 3)  # rewrites the poisoned entities: no poison left to skip
+    third = _checkpointer(bp, FeatureEngine(fs))
+    assert third.restore(0) == 3
+    assert len(read_all(bp, "trucks.dead-letter")) == 3

@@ -18,19 +18,33 @@ newer than the marker belongs to a checkpoint cut short by a crash between steps
 2, and its ``prev`` is exactly the state the marker's offset goes with. Either way the
 featurizer resumes at the marker's offset with the state that offset goes with, so it
 re-derives the very outputs it would have produced without the crash.
+
+A changelog record restore cannot read (not JSON, the wrong schema, above the size
+limit) is skipped: it goes to ``S.dead-letter`` with the reason (once per featurizer
+process, again after a restart, until a later checkpoint replaces it), and restore
+carries on with the others, so one bad record costs the entity it stands for, never the partition.
+A poisoned entity record is rewritten by the next checkpoint of its partition. A
+poisoned marker counts as no marker: restore falls back to the local store, or else to
+the start of the events log (re-deriving every state from the events).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 
 from modelstream.backplane.port import Backplane
-from modelstream.backplane.records import OutRecord
+from modelstream.backplane.records import OutRecord, Record
+from modelstream.errors import DecodeError
 from modelstream.features.engine import FeatureEngine
 from modelstream.features.state import StateStore
+from modelstream.wire import codec
+from modelstream.wire.deadletter import send_to_dead_letter
+
+log = logging.getLogger(__name__)
 
 
 def _marker_key(partition: int) -> bytes:
@@ -49,14 +63,74 @@ def _meta_key(partition: int) -> str:
     return f"m/{partition}"
 
 
+def _version(obj: Mapping[str, Any], where: str) -> dict[str, Any]:
+    epoch = codec.field(obj, "epoch", int, where)
+    if epoch < 0:
+        raise DecodeError(f"{where} field 'epoch' must be at least 0, got {epoch}")
+    if "state" not in obj:
+        raise DecodeError(f"{where} record lacks required field 'state'")
+    state = obj["state"]
+    if state is not None:
+        if not isinstance(state, dict):
+            raise DecodeError(f"{where} field 'state' must be an object or null")
+        windows = codec.field(state, "w", list, f"{where} state")
+        finals = codec.field(state, "f", list, f"{where} state")
+        if len(windows) != len(finals):
+            raise DecodeError(f"{where} state has {len(windows)} windows but {len(finals)} finals")
+    return {"epoch": epoch, "state": state}
+
+
+def decode_entry(data: bytes) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    """An entity record of the changelog: its partition, its ``{"epoch", "state"}`` and
+    its ``prev`` (``None``: the entity had no checkpointed state). ``DecodeError`` names
+    the field at fault."""
+    obj = codec.loads(data, "changelog")
+    partition = codec.field(obj, "p", int, "changelog")
+    prev = obj.get("prev")
+    if prev is not None and not isinstance(prev, dict):
+        raise DecodeError("changelog field 'prev' must be an object or null")
+    return (
+        partition,
+        _version(obj, "changelog"),
+        None if prev is None else _version(prev, "changelog prev"),
+    )
+
+
+def decode_marker(data: bytes) -> dict[str, Any]:
+    """A checkpoint marker ``{"epoch", "offset", "meta"}``; ``DecodeError`` names the
+    field at fault."""
+    obj = codec.loads(data, "checkpoint marker")
+    epoch = codec.field(obj, "epoch", int, "checkpoint marker")
+    offset = codec.optional(obj, "offset", int, "checkpoint marker")
+    if epoch < 0 or (offset is not None and offset < 0):
+        raise DecodeError("checkpoint marker fields 'epoch' and 'offset' must be at least 0")
+    meta = codec.optional(obj, "meta", dict, "checkpoint marker")
+    if meta is not None:
+        for name in ("wm", "max_ts"):
+            codec.field(meta, name, int, "checkpoint marker meta")
+        codec.optional(meta, "late", int, "checkpoint marker meta")
+    return {"epoch": epoch, "offset": offset, "meta": meta}
+
+
 class Checkpointer:
-    """Writes and restores the checkpoints of one featurizer's partitions."""
+    """Writes and restores the checkpoints of one featurizer's partitions; changelog
+    records restore cannot read go to ``dead_letter`` (see the module docstring)."""
 
     def __init__(
-        self, backplane: Backplane, topic: str, store: StateStore, engine: FeatureEngine
+        self,
+        backplane: Backplane,
+        topic: str,
+        store: StateStore,
+        engine: FeatureEngine,
+        *,
+        dead_letter: str,
     ) -> None:
         self._backplane = backplane
         self._topic = topic
+        self._dead_letter = dead_letter
+        # (partition, offset) of the changelog records this instance dead-lettered: a
+        # poison record is copied once however often its partition is restored
+        self._dead: set[tuple[int, int]] = set()
         self._store = store
         self._engine = engine
         self._epochs: dict[int, int] = {}
@@ -123,7 +197,7 @@ class Checkpointer:
         self.forget(partition)
         compacted = self._backplane.read_compacted(self._topic)
         marker_record = compacted.get(_marker_key(partition))
-        marker = None if marker_record is None else orjson.loads(marker_record.value)
+        marker = None if marker_record is None else self._marker(partition, marker_record)
         local = self._store.get(_meta_key(partition))
         if local is not None and (marker is None or local["epoch"] >= marker["epoch"]):
             chosen = local
@@ -143,6 +217,28 @@ class Checkpointer:
             self._store.flush()
         return None if chosen["offset"] is None else int(chosen["offset"])
 
+    def _marker(self, partition: int, record: Record) -> dict[str, Any] | None:
+        try:
+            return decode_marker(record.value)
+        except DecodeError as exc:
+            reason = f"unreadable checkpoint marker (restoring as if none): {exc}"
+            self._skip(partition, record, reason)
+            return None
+
+    def _skip(self, partition: int, record: Record, reason: str) -> None:
+        """Dead-letter a changelog record restore cannot read (once per instance)."""
+        if (partition, record.offset) in self._dead:
+            return
+        log.error(
+            "featurizer restore of partition %d skips %s@%d: %s; its state is rebuilt without it",
+            partition,
+            record.topic,
+            record.offset,
+            reason,
+        )
+        send_to_dead_letter(self._backplane, self._dead_letter, record, reason)
+        self._dead.add((partition, record.offset))
+
     def _from_store(self, partition: int) -> Iterator[tuple[str, Any]]:
         prefix = _entity_key(partition, "")
         for key, value in self._store.items(prefix):
@@ -159,15 +255,22 @@ class Checkpointer:
         for key, record in compacted.items():
             if not key.startswith(prefix):
                 continue  # another partition's entity, or a marker
-            value = orjson.loads(record.value)
-            entity = key[len(prefix) :].decode()
-            version = {"epoch": value["epoch"], "state": value["state"]}
+            try:
+                entity = key[len(prefix) :].decode()
+                p, version, prev = decode_entry(record.value)
+                if p != partition:
+                    raise DecodeError(f"changelog record of partition {p} under key {key!r}")
+            except (DecodeError, UnicodeDecodeError) as exc:
+                self._skip(partition, record, f"unreadable changelog record: {exc}")
+                # the next checkpoint writes the entity's state (none) over the poison
+                rewrite.add(key[len(prefix) :].decode(errors="replace"))
+                continue
             if version["epoch"] > epoch:  # written by a checkpoint a crash cut short
                 newest = max(newest, version["epoch"])
                 rewrite.add(entity)
-                version = value.get("prev")
-                if version is None or version["epoch"] > epoch:
+                if prev is None or prev["epoch"] > epoch:
                     continue
+                version = prev
             if version["state"] is not None:
                 chosen.append((entity, version["state"]))
                 if keep:  # the local store is behind: bring it up to the changelog

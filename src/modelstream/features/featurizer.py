@@ -18,7 +18,8 @@ partition it owns:
 Outputs are produced before the checkpoint that covers them, so delivery is
 at-least-once; after a crash the records since the last checkpoint are processed again
 from the same state and yield identical outputs (consumers dedupe by request id or by
-``(entity, window, start, kind)``). Undecodable records go to ``S.dead-letter``.
+``(entity, window, start, kind)``). Undecodable records go to ``S.dead-letter``, those
+of the changelog too (restore skips them: :mod:`modelstream.features.checkpoint`).
 """
 
 from __future__ import annotations
@@ -85,7 +86,11 @@ class Featurizer:
         self.engine = FeatureEngine(feature_set)
         self._decoder = rec.EventDecoder(feature_set)
         self._checkpointer = Checkpointer(
-            backplane, self._topics.features_changelog, store, self.engine
+            backplane,
+            self._topics.features_changelog,
+            store,
+            self.engine,
+            dead_letter=self._topics.dead_letter,
         )
         self._consumer: Consumer | None = None
         self._next: dict[int, int] = {}  # partition -> next offset to apply
