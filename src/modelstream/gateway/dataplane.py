@@ -35,6 +35,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -47,6 +48,7 @@ from modelstream.errors import (
     DeadlineExceeded,
     InvalidRequest,
     ModelNotFound,
+    ModelstreamError,
     NotReady,
     ServiceNotFound,
 )
@@ -115,10 +117,14 @@ class DataPlane:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self, services: Iterable[str] = ()) -> None:
-        """Start the producer, and reply listeners for ``services`` (others start lazily)."""
+        """Start the producer, and reply listeners for ``services`` (others start lazily);
+        read their registry views now, so that the first request of each does not pay
+        the first registry read (on Kafka, a scan of the models topic)."""
         self._producer.start()
         for service in services:
             await self._listener(service)
+            with contextlib.suppress(ModelstreamError):  # not deployed yet: a request says so
+                await self.catalog.view(service)
         self._started = True
 
     async def stop(self) -> None:
@@ -171,6 +177,9 @@ class DataPlane:
     async def _infer(
         self, service: str, payload: Any, version: str | None
     ) -> tuple[Result, str | None, tuple[str, ...]]:
+        # The deadline runs from receipt: time spent here (a registry read, parsing a big
+        # body) is part of the client's budget, not added to it.
+        received = now_ms()
         if not self._started:
             raise NotReady("the gateway is starting or stopping; retry shortly")
         topics = ServiceTopics(service)
@@ -196,7 +205,7 @@ class DataPlane:
         check_inputs(call.inputs, schema)
         check_outputs(call.outputs, schema)
         listener = await self._listener(service)
-        now = now_ms()
+        now = received
         deadline_ms = call.deadline_ms or view.deployment.deadline_ms
         request = InferenceRequest(
             id=call.id or new_request_id(),
