@@ -46,7 +46,7 @@ from tests.rendezvous.factories import read_all
 pytestmark = pytest.mark.integration
 
 DEADLINE_MS = 250  # of hang and hangfb
-MARGIN_S = 0.300  # response time allowed beyond the deadline (a loaded CI machine)
+MARGIN_S = 0.200  # response time allowed beyond the deadline (a loaded CI machine)
 HANG_MS = 1200  # SlowModel: longer than every deadline (and it warms up once at load)
 MODELS = "modelstream.testing.models"
 FALLBACK = Fallback(({"name": "label", "datatype": "INT64", "shape": [1], "data": [0]},))
