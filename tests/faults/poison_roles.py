@@ -36,7 +36,7 @@ from modelstream.testing.sklearn import onnx_classifier
 from modelstream.wire.codec import MAX_RECORD_BYTES
 from modelstream.wire.deadletter import KEPT_BYTES
 from modelstream.wire.topics import ServiceTopics
-from tests.features.helpers import echo_model
+from tests.features.helpers import TRUCKS_SERVICE_YAML, echo_model
 
 PLAIN, TRUCKS = ServiceTopics("plain"), ServiceTopics("trucks")
 HUGE_BYTES = 20 * 1024 * 1024
@@ -54,14 +54,6 @@ features:
   - {name: temp_mean, field: temp, agg: mean, window: {tumbling: 60000}}
   - {name: temp_max, field: temp, agg: max, window: {tumbling: 60000}}
   - {name: temp_last, field: temp, agg: last, window: {tumbling: 60000}}
-"""
-TRUCKS_YAML = """
-service: trucks
-partitions: 2
-deadline_ms: 10000
-features: trucks-features.yaml
-models:
-  - {name: echo, file: echo.onnx, format: onnx, role: champion}
 """
 
 
@@ -86,7 +78,7 @@ def running_roles(directory: Path) -> Iterator[Stack]:
     """The roles of both services, started in-process over SQLite in ``directory``."""
     (directory / "trucks-features.yaml").write_text(FEATURES_YAML)
     (directory / "echo.onnx").write_bytes(echo_model(4))
-    (directory / "trucks.yaml").write_text(TRUCKS_YAML)
+    (directory / "trucks.yaml").write_text(TRUCKS_SERVICE_YAML)
     settings = Settings(backplane=f"sqlite://{directory / 'bp'}", default_partitions=2)
     backplane = open_backplane(settings.backplane, settings)
     registry = Registry(backplane, settings)

@@ -61,6 +61,18 @@ def enriched(backplane: Backplane, topic: str) -> dict[str, list[dict[str, Any]]
     return out
 
 
+# The service spec the end-to-end tests deploy: the echo model as champion, over the
+# feature set they write next to it as ``trucks-features.yaml``.
+TRUCKS_SERVICE_YAML = """
+service: trucks
+partitions: 2
+deadline_ms: 10000
+features: trucks-features.yaml
+models:
+  - {name: echo, file: echo.onnx, format: onnx, role: champion}
+"""
+
+
 def echo_model(width: int) -> bytes:
     """A real ONNX model that returns its ``features`` input (``[-1, width]``) as ``echo``."""
     graph = helper.make_graph(

@@ -30,7 +30,7 @@ from modelstream.models.registry import Registry
 from modelstream.models.spec import load_spec
 from modelstream.settings import Settings
 from modelstream.wire.topics import ServiceTopics
-from tests.features.helpers import echo_model
+from tests.features.helpers import TRUCKS_SERVICE_YAML, echo_model
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +46,6 @@ features:
   - {{name: temp_mean, field: temp, agg: mean, window: {{hopping: [{HOUR}, {MINUTE}]}}}}
   - {{name: temp_max, field: temp, agg: max, window: {{hopping: [{HOUR}, {MINUTE}]}}}}
   - {{name: temp_last, field: temp, agg: last, window: {{hopping: [{HOUR}, {MINUTE}]}}}}
-"""
-SPEC_YAML = """
-service: trucks
-partitions: 2
-deadline_ms: 10000
-features: trucks-features.yaml
-models:
-  - {name: echo, file: echo.onnx, format: onnx, role: champion}
 """
 # (entity, minutes before the test starts, temperature): all inside the hour-long window
 # that ends at the minute before a request made within the next half hour.
@@ -82,7 +74,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     feature_file = directory / "trucks-features.yaml"
     feature_file.write_text(FEATURES_YAML)
     (directory / "echo.onnx").write_bytes(echo_model(4))
-    (directory / "trucks.yaml").write_text(SPEC_YAML)
+    (directory / "trucks.yaml").write_text(TRUCKS_SERVICE_YAML)
     settings = Settings(backplane=f"sqlite://{directory / 'bp'}", default_partitions=2)
     backplane = open_backplane(settings.backplane, settings)
     start = now_ms()

@@ -205,19 +205,18 @@ class DataPlane:
         check_inputs(call.inputs, schema)
         check_outputs(call.outputs, schema)
         listener = await self._listener(service)
-        now = received
         deadline_ms = call.deadline_ms or view.deployment.deadline_ms
         request = InferenceRequest(
             id=call.id or new_request_id(),
             service=service,
-            event_time=now,
-            deadline=now + deadline_ms,
+            event_time=received,
+            deadline=received + deadline_ms,
             inputs=call.inputs,
             reply_to=listener.topic,
             entity=call.entity,
             parameters=call.parameters,
             target=target,
-            sent_at=now,
+            sent_at=received,
         )
         future = listener.expect(request.id)
         loop = asyncio.get_running_loop()
@@ -229,7 +228,7 @@ class DataPlane:
             if featurized:
                 self._producer.submit(topics.events, request_record(request), failed)
             else:
-                record = OutRecord(request.encode(), request.key, timestamp=now)
+                record = OutRecord(request.encode(), request.key, timestamp=received)
                 self._producer.submit(topics.requests, record, failed)
             wait_s = (request.deadline + self._grace_ms - now_ms()) / 1000
             try:

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelstream.errors import ConfigurationError
@@ -64,7 +64,7 @@ class _Running:
     quick_failures: int = 0
     backoff_s: float = 0.0
     restart_at: float | None = None
-    restarts: int = field(default=0)
+    restarts: int = 0
 
 
 class Supervisor:
@@ -160,7 +160,7 @@ class Supervisor:
                 return
             if running.restart_at is not None:
                 if now >= running.restart_at:
-                    self._respawn(running)
+                    self._spawn(running.role)
                 continue
             code = running.process.poll()
             if code is None:
@@ -194,16 +194,13 @@ class Supervisor:
         if role.waits:
             argv += ["--ready-file", str(ready)]
         process = subprocess.Popen(argv)
-        previous = self._running.get(role.name)
-        self._running[role.name] = _Running(role, process, ready, time.monotonic())
-        if previous is not None:
-            current = self._running[role.name]
-            current.quick_failures = previous.quick_failures
-            current.backoff_s = previous.backoff_s
-            current.restarts = previous.restarts + 1
-
-    def _respawn(self, running: _Running) -> None:
-        self._spawn(running.role)
+        running = self._running.get(role.name)
+        if running is None:
+            self._running[role.name] = _Running(role, process, ready, time.monotonic())
+            return
+        # A restart: the same record, so the failure streak and back-off carry over.
+        running.process, running.started, running.restart_at = process, time.monotonic(), None
+        running.restarts += 1
 
 
 def serve_roles(
