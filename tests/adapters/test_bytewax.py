@@ -3,8 +3,10 @@ version deployed while the flow runs used for the records after it."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +120,11 @@ def test_the_example_flow_scores_a_csv_file(
     assert {r["model_version"] for r in scored} == {1}
     got = np.array([[r["probability_0"], r["probability_1"]] for r in scored])
     np.testing.assert_allclose(got, versions.expected(1, versions.x), atol=1e-5)
+    # The scorer the flow made is closed with the flow: no follower keeps polling.
+    del flow
+    gc.collect()
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if w.service in t.name],
+        10,
+        "the flow's scorer threads to end",
+    )

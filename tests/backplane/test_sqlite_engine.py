@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -105,3 +106,45 @@ def test_headers_codec_round_trips() -> None:
     headers = (("a", b""), ("ü", b"\x00" * 70_000), ("a", b"2"))
     assert decode_headers(encode_headers(headers)) == headers
     assert decode_headers(encode_headers(())) == ()
+
+
+def test_close_leaves_a_running_threads_connection_to_it_and_closes_the_rest(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Closing another thread's connection while it may be inside a statement is a
+    use-after-free in SQLite: close() must only close its own and dead threads' ones."""
+    backplane = SqliteBackplane(tmp_path, settings)
+    name = unique("close")
+    backplane.produce(name, [OutRecord(b"main")])
+    opened: dict[str, sqlite3.Connection] = {}
+    release = threading.Event()
+
+    def produce_then(hold: bool, label: str) -> None:
+        backplane.produce(name, [OutRecord(label.encode())])
+        opened[label] = backplane._meta()
+        if hold:
+            release.wait(10)
+
+    ended = threading.Thread(target=produce_then, args=(False, "ended"))
+    ended.start()
+    ended.join()
+    running = threading.Thread(target=produce_then, args=(True, "running"))
+    running.start()
+    try:
+        while "running" not in opened:
+            release.wait(0.01)
+        mine = backplane._meta()
+        backplane.close()
+        assert opened["running"].execute("SELECT 1").fetchone() == (1,)
+        for conn in (mine, opened["ended"]):
+            with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+                conn.execute("SELECT 1")
+        # still usable from any thread after close: fresh connections
+        backplane.produce(name, [OutRecord(b"after")])
+        with closing(backplane.consumer([name])) as consumer:
+            values = {r.value for r in collect(consumer, 4)}
+        assert values == {b"main", b"ended", b"running", b"after"}
+    finally:
+        release.set()
+        running.join()
+        backplane.close()

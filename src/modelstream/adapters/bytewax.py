@@ -24,11 +24,15 @@ score); each comes out as the same dict plus the scored columns, ``model`` and
 ``model_version`` (see :mod:`modelstream.scoring.embedded_data`), in order, one batch
 of the upstream at a time, scored by the version serving when the batch arrived. The
 scorer is made on the first batch of each worker (so a flow module can be imported
-without touching the backplane) and waited for up to ``ready_timeout_s``.
+without touching the backplane) and waited for up to ``ready_timeout_s``. A scorer made
+by the factory belongs to the mapper: it is closed (its registry follower and model
+threads end) when the mapper is garbage-collected, or at exit. A scorer passed in is
+the caller's to close.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,7 +56,11 @@ def score_batch(
 
     def score(rows: list[Row]) -> list[Row]:
         if not made:
-            s = scorer if isinstance(scorer, EmbeddedScorer) else scorer()
+            if isinstance(scorer, EmbeddedScorer):
+                s = scorer
+            else:
+                s = scorer()
+                weakref.finalize(score, s.close)
             if not s.wait_ready(ready_timeout_s):
                 raise NotReady(
                     f"no deployed version of {s.model or 'the champion'} of {s.service} "

@@ -37,6 +37,7 @@ from modelstream.models.deployment import Role
 from modelstream.models.registry import Registry
 from modelstream.monitoring.config import MonitorConfig
 from modelstream.rendezvous.promotion import PromotionVerdict, auto_promote
+from modelstream.threads import ended
 from modelstream.training.config import TrainerConfig
 from modelstream.training.trainer import Trainer, import_training_stack
 
@@ -280,7 +281,7 @@ class TrainerThread:
     def stop(self, timeout: float = 60.0) -> None:
         """Stop (waiting up to ``timeout`` for a running cycle), close the trainer."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        if not ended(self._thread, timeout, f"the trainer of {self.service}"):
+            return  # a thread still running keeps what it uses (see modelstream.threads)
+        self._thread = None
         self.trainer.stop()

@@ -52,6 +52,7 @@ from modelstream.monitoring.snapshot import MonitorSnapshot
 from modelstream.monitoring.state import MonitorState
 from modelstream.rendezvous.outcome import LATE_HEADER
 from modelstream.settings import Settings
+from modelstream.threads import ended
 from modelstream.wire.deadletter import send_to_dead_letter
 from modelstream.wire.labels import decode_label
 from modelstream.wire.requests import decode_request
@@ -159,9 +160,9 @@ class Monitor:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread, evaluate and commit once more, leave the group (idempotent)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        if not ended(self._thread, timeout, f"the monitor of {self.service}"):
+            return  # a thread still running keeps what it uses (see modelstream.threads)
+        self._thread = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:

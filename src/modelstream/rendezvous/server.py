@@ -63,6 +63,7 @@ from modelstream.rendezvous.book import Emit, MailboxBook
 from modelstream.rendezvous.outcome import LATE_HEADER
 from modelstream.rendezvous.policies import QualitySource, standard_policies
 from modelstream.settings import Settings
+from modelstream.threads import ended
 from modelstream.wire.deadletter import send_to_dead_letter
 from modelstream.wire.requests import decode_request
 from modelstream.wire.scores import decode_score
@@ -189,13 +190,13 @@ class Rendezvous:
         """
         self._commit_on_stop = commit
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
         if self._followed is not None:
             self._followed.stop()
+        # A thread still polling keeps its consumer (see modelstream.threads).
+        stopped = ended(self._thread, timeout, f"the rendezvous of {self.topics.service}")
+        if stopped and self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
     # -- the loop -------------------------------------------------------------------------
 

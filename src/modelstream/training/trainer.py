@@ -29,6 +29,7 @@ from modelstream.backplane.port import Backplane, Consumer
 from modelstream.clock import Clock, SystemClock
 from modelstream.errors import ConfigurationError, ModelstreamError
 from modelstream.settings import Settings
+from modelstream.threads import ended
 from modelstream.training.checkpoints import CheckpointStore, default_root
 from modelstream.training.config import TrainerConfig
 from modelstream.training.cycle import CycleResult, Source, run_cycle
@@ -179,9 +180,9 @@ class Trainer:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the thread (waiting up to ``timeout`` for a running cycle), close consumers."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        if not ended(self._thread, timeout, f"the trainer of {self.service}"):
+            return  # a thread still running keeps what it uses (see modelstream.threads)
+        self._thread = None
         if self._labels is not None:
             self._labels.close()
             self._labels = None

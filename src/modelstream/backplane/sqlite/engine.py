@@ -64,7 +64,8 @@ class SqliteBackplane:
         self.meta_path = self._path / "meta.db"
         self._state = _ThreadState()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        # every connection opened, with the thread that uses it (see close())
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._unkeyed = itertools.count()
         self._wakeups = wakeups_for(self._topics_dir)
         with schema.guard(self._path):
@@ -91,7 +92,14 @@ class SqliteBackplane:
 
     def _track(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         with self._lock:
-            self._connections.append(conn)
+            # Connections of threads that ended are closed here, so short-lived threads
+            # that produce do not leave open files behind in a long-running process.
+            dead = [c for t, c in self._connections if not t.is_alive()]
+            if dead:
+                self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+            self._connections.append((threading.current_thread(), conn))
+        for old in dead:
+            old.close()
         return conn
 
     def _meta(self) -> sqlite3.Connection:
@@ -306,9 +314,18 @@ class SqliteBackplane:
             return SqliteConsumer(self, tuple(dict.fromkeys(topics)), group, start)
 
     def close(self) -> None:
-        """Close every connection this object opened, in any thread."""
+        """Close the connections this object opened in this thread and in threads that
+        have ended; afterwards any thread that uses it again opens fresh connections.
+
+        A connection of a thread still running is not closed here: that thread may be
+        inside a statement on it, and closing it underneath is a use-after-free in SQLite
+        (a segmentation fault, not an error). It is closed when that thread's state is
+        released, at the latest when the thread ends.
+        """
+        me = threading.current_thread()
         with self._lock:
             connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        for thread, conn in connections:
+            if thread is me or not thread.is_alive():
+                conn.close()
         self._state = _ThreadState()
