@@ -9,6 +9,9 @@ modes), with path parameters steered part of the time to real names (``fraud``,
 ``lr@1``, ...) so that the handlers behind the 404s are reached; management calls go
 with the token, without it, and with a wrong one.
 
+The requests are generated in one worker process per core (see ``fuzzing.py``),
+each with its share of the operations, against the one server in this process.
+
 Checks, over at least 10,000 requests in total: no response is a 5xx, every error
 (4xx) body is the protocol's ``{"error": "..."}``, and the server still answers
 ``/v2/health/live`` at the end.
@@ -16,17 +19,15 @@ Checks, over at least 10,000 requests in total: no response is a 5xx, every erro
 
 from __future__ import annotations
 
-import base64
-import warnings
-from collections import Counter
+import multiprocessing
+import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from typing import Any
 
 import httpx
 import pytest
-import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from modelstream.backplane.factory import open_backplane
 from modelstream.gateway.serving import Serving
@@ -36,19 +37,13 @@ from modelstream.models.registry import Registry
 from modelstream.settings import Settings
 from modelstream.testing.sklearn import onnx_classifier
 
-with warnings.catch_warnings():
-    # schemathesis' own import-time deprecation notices are not this suite's concern.
-    warnings.simplefilter("ignore")
-    import schemathesis
-    from schemathesis import GenerationMode
+from .fuzzing import Findings, fuzz_operations, operation_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "fuzz-token"
-PER_OPERATION = 400  # x 27 operations = 10,800: a margin above 10,000 requests
+PER_OPERATION = 380  # x 27 operations = 10,260: a margin above 10,000 requests
 MINIMUM_REQUESTS = 10_000
-SERVICES = ("fraud", "scratch", "nobody")
-REFS = ("lr@1", "tree@1", "lr@2", "1", "2", "lr@99")
 FALLBACK = Fallback(({"name": "label", "datatype": "INT64", "shape": [1], "data": [0]},))
 
 
@@ -80,95 +75,40 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, byte
         backplane.close()
 
 
-def steer(case: schemathesis.Case, choices: dict[str, Any]) -> schemathesis.Case:
-    """Replace generated path parameters (and the body) by drawn ones (``None``: keep)."""
-    body = choices.pop("body", None)
-    if body is not None:
-        case.body = body
-    for name, value in choices.items():
-        if value is not None and case.path_parameters and name in case.path_parameters:
-            case.path_parameters[name] = value
-    return case
-
-
-def body_is_protocol_error(response: requests.Response) -> bool:
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and isinstance(body.get("error"), str) and bool(body["error"])
-
-
 def test_the_gateway_survives_schemathesis(
     server: tuple[str, bytes], reliability: Any, request: pytest.FixtureRequest
 ) -> None:
     url, model = server
     with httpx.Client(base_url=url, timeout=10) as client:
-        document = client.get("/openapi.json").json()
-    schema = schemathesis.openapi.from_dict(document)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    statuses: Counter[int] = Counter()
-    per_operation: Counter[str] = Counter()
-    failures: list[str] = []
-    good = {"Authorization": f"Bearer {TOKEN}"}
-    auth = st.sampled_from([good, good, good, {}, {"Authorization": "Bearer wrong"}])
-    # A valid model now and then, so publishing gets past the refusal of random bytes.
-    valid_publish = st.builds(
-        lambda name: {"name": name, "format": "onnx", "data": base64.b64encode(model).decode()},
-        st.sampled_from(["lr", "fuzzed"]),
-    )
+        names = operation_names(client.get("/openapi.json").json())
+    workers = max(1, min(len(names), os.cpu_count() or 1))
+    shares = [names[i::workers] for i in range(workers)]
+    found = Findings()
+    # spawn, not fork: this process runs the server's threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for share in pool.map(
+            fuzz_operations, repeat(url), repeat(TOKEN), repeat(model), shares,
+            repeat(PER_OPERATION),
+        ):  # fmt: skip
+            found.add(share)
 
-    with requests.Session() as session:
-        for operation in operations:
-            strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
-                GenerationMode.NEGATIVE
-            )
-            publishes = operation.path.endswith("/models") and operation.method.upper() == "POST"
-            choices = st.fixed_dictionaries(
-                {
-                    "service": st.none() | st.sampled_from(SERVICES),
-                    "version": st.none() | st.sampled_from(REFS),
-                    "ref": st.none() | st.sampled_from(REFS),
-                    "body": (st.none() | valid_publish) if publishes else st.none(),
-                }
-            )
-
-            @settings(
-                max_examples=PER_OPERATION,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=st.builds(steer, strategy, choices), headers=auth)
-            def fuzz(case: schemathesis.Case, headers: dict[str, str]) -> None:
-                response = case.call(base_url=url, session=session, headers=headers, timeout=30)
-                statuses[response.status_code] += 1
-                per_operation[f"{case.operation.method.upper()} {case.operation.path}"] += 1
-                where = f"{case.method} {case.formatted_path} -> {response.status_code}"
-                if response.status_code >= 500:
-                    failures.append(f"{where}: {response.text[:300]}")
-                elif response.status_code >= 400 and not body_is_protocol_error(response):
-                    failures.append(f"{where}: not an error body: {response.text[:300]}")
-
-            fuzz()
-
-    total = sum(statuses.values())
-    server_errors = sum(n for status, n in statuses.items() if status >= 500)
+    total = sum(found.statuses.values())
+    server_errors = sum(n for status, n in found.statuses.items() if status >= 500)
     reliability.record(
         request.node.nodeid,
         {
             "backplane": "sqlite",
             "injected": "schemathesis requests (positive and negative) on every operation",
             "requests": total,
-            "operations": len(per_operation),
+            "operations": len(found.per_operation),
             "responses_5xx": server_errors,
-            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "statuses": {str(k): v for k, v in sorted(found.statuses.items())},
         },
     )
     with httpx.Client(base_url=url, timeout=10) as client:
         assert client.get("/v2/health/live").status_code == 200
-    assert server_errors == 0, failures[:10]
-    assert not failures, f"{len(failures)} bad responses, first: {failures[:10]}"
-    assert set(per_operation) == {f"{o.method.upper()} {o.path}" for o in operations}
+    assert server_errors == 0, found.failures[:10]
+    assert not found.failures, f"{len(found.failures)} bad responses: {found.failures[:10]}"
+    assert set(found.per_operation) == set(names)
     assert total >= MINIMUM_REQUESTS
