@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 Array = npt.ArrayLike
 
@@ -83,6 +82,8 @@ def ks_test(reference: Array, current: Array) -> KsResult:
     ref, cur = _finite(reference), _finite(current)
     if len(ref) == 0 or len(cur) == 0:
         raise ValueError("ks_test needs two non-empty samples")
+    from scipy import stats as sps  # lazily: importing it takes 0.6 s
+
     with warnings.catch_warnings():
         # scipy tries the exact p-value first and, when that does not converge, falls back
         # to the asymptotic one with a RuntimeWarning; the fallback is the intended answer.

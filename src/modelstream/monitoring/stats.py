@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 Array = npt.NDArray[Any]
 FloatArray = npt.NDArray[np.float64]
@@ -68,6 +67,8 @@ def roc_auc(y_true: Array, score: Array) -> float:
     negatives = len(y) - positives
     if positives == 0 or negatives == 0:
         raise ValueError("roc_auc needs both classes in y_true")
+    from scipy import stats as sps  # lazily: importing it takes 0.6 s
+
     ranks = sps.rankdata(np.asarray(score, dtype=np.float64))
     u = float(ranks[y].sum()) - positives * (positives + 1) / 2
     return u / (positives * negatives)
@@ -94,6 +95,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     """Wilson score interval of a proportion ``successes / n`` (good near 0 and 1)."""
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError("wilson_interval needs 0 <= successes <= n and n > 0")
+    from scipy import stats as sps  # lazily: importing it takes 0.6 s
+
     z = float(sps.norm.ppf(0.5 + confidence / 2))
     phat = successes / n
     denom = 1 + z * z / n
@@ -165,6 +168,8 @@ def mcnemar(a_correct: Array, b_correct: Array, exact_below: int = 25) -> Paired
     discordant = b01 + b10
     if discordant == 0:
         return PairedTest("mcnemar-exact", 0.0, 1.0, effect, n)
+    from scipy import stats as sps  # lazily: importing it takes 0.6 s
+
     if discordant < exact_below:
         p = float(sps.binomtest(b01, discordant, 0.5).pvalue)
         return PairedTest("mcnemar-exact", float(min(b01, b10)), min(1.0, p), effect, n)
