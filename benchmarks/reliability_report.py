@@ -23,6 +23,7 @@ END = "<!-- reliability:end -->"
 KILL = "test_a_killed_role_loses_no_acknowledged_request"
 OUTAGE = "test_roles_reconnect_after_the_broker_comes_back"
 POISON = "tests/faults/test_poison.py::test_figures"
+POISON_LOAD = "test_poison_on_every_topic_under_load_is_dead_lettered_and_loses_nothing"
 DISK = "tests/faults/test_disk.py::test_a_full_disk_refuses_clearly_keeps_what_was_acknowledged_and_recovers"  # noqa: E501
 FUZZ = "tests/faults/test_openapi_fuzz.py::test_the_gateway_survives_schemathesis"
 BACKPLANES = ("sqlite", "kafka")
@@ -142,6 +143,30 @@ def _poison(t: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _poison_load(tests: dict[str, Any]) -> list[str]:
+    found = [
+        (b, tests[f"{POISON_LOAD}[{b}]"]) for b in BACKPLANES if f"{POISON_LOAD}[{b}]" in tests
+    ]
+    if not found:
+        return []
+    rows = [[backplane, *_counts_row(t)] for backplane, t in found]
+    copies = [
+        f"{backplane}: "
+        + ", ".join(f"`{topic}` {n}" for topic, n in t["dead_letter_copies"].items())
+        for backplane, t in found
+    ]
+    return [
+        "",
+        "### Poison records under load (every role a process)",
+        "",
+        *_table(["backplane", *COUNT_HEADER], ["---", *COUNT_ALIGN], rows),
+        "",
+        "Injected: " + "; ".join(f"{b}: {t['injected']}" for b, t in found) + ".",
+        "",
+        "Dead-letter copies of the three poison records per topic: " + "; ".join(copies) + ".",
+    ]
+
+
 def _disk(t: dict[str, Any] | None) -> list[str]:
     if t is None:
         return []
@@ -181,6 +206,7 @@ def render(results: dict[str, Any]) -> str:
         *_kill(tests),
         *_outage(tests.get(OUTAGE)),
         *_poison(tests.get(POISON)),
+        *_poison_load(tests),
         *_disk(tests.get(DISK)),
         *_fuzz(tests.get(FUZZ)),
         "",

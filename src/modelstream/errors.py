@@ -12,6 +12,7 @@ The tree::
     ├── BackplaneError              the stream backplane could not do what was asked
     │   ├── BackplaneUnavailable    the engine cannot be reached or written (broker down, disk)
     │   ├── TopicNotFound
+    │   ├── RecordTooLarge          a record above the engine's size limit (nothing written)
     │   └── ConsumerClosed
     ├── DecodeError                 bytes on a topic or in a request that cannot be read
     ├── InvalidRequest              a request that is readable but wrong (shape, dtype, field)
@@ -58,6 +59,19 @@ class TopicNotFound(BackplaneError):
             f"`modelstream topics create {topic} --partitions N` or check the name"
         )
         self.topic = topic
+
+
+class RecordTooLarge(BackplaneError):
+    """A record is larger than the backplane accepts; no record of the call was written."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"a record of {size} bytes for {topic!r} is larger than the backplane accepts "
+            f"({limit} bytes): send less in one request, or raise the limit with "
+            "MODELSTREAM_MAX_RECORD_BYTES (on Kafka, raise the broker's message.max.bytes "
+            "first)"
+        )
+        self.topic, self.size, self.limit = topic, size, limit
 
 
 class ConsumerClosed(BackplaneError):

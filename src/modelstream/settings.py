@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     api_token: str | None = Field(
         default=None, description="Token required on management HTTP calls when set"
     )
+    max_record_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="The largest record (value, key and headers) a produce accepts; "
+        "default: 64 MiB on SQLite and memory, 1,000,000 on Kafka (its brokers' default "
+        "message.max.bytes; raise the broker's first)",
+    )
     model_inline_max_bytes: int = Field(
         default=1024 * 1024,
         ge=0,

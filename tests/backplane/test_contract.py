@@ -22,7 +22,7 @@ from modelstream.backplane.records import (
     TopicPartition,
     now_ms,
 )
-from modelstream.errors import ConfigurationError, ConsumerClosed, TopicNotFound
+from modelstream.errors import ConfigurationError, ConsumerClosed, RecordTooLarge, TopicNotFound
 
 from .conftest import Factory
 from .helpers import WAIT_S, collect, poll_until, settle, unique
@@ -163,6 +163,27 @@ def test_a_batch_is_read_back_in_order(backplane: Backplane) -> None:
     with closing(backplane.consumer([name])) as consumer:
         got = collect(consumer, 300)
     assert [r.value for r in got] == [s.value for s in sent]
+
+
+def test_a_record_above_the_limit_is_refused_and_nothing_of_its_call_is_written(
+    backplane: Backplane,
+) -> None:
+    name = unique("sizes")
+    backplane.create_topic(name, 1)
+    limit = backplane.max_record_bytes
+    key, headers = b"k", (("h", b"v"),)
+    biggest = OutRecord(b"x" * (limit - 3), key, headers)  # value + key + header = limit
+    too_big = OutRecord(b"x" * (limit - 2), key, headers)
+    with pytest.raises(RecordTooLarge) as caught:
+        backplane.produce(name, [OutRecord(b"small"), too_big])
+    assert (caught.value.size, caught.value.limit) == (limit + 1, limit)
+    assert "MODELSTREAM_MAX_RECORD_BYTES" in str(caught.value)
+    assert [p.records for p in backplane.describe_topic(name).partitions] == [0]
+    backplane.produce(name, [OutRecord(b"small"), biggest])
+    with closing(backplane.consumer([name])) as consumer:
+        got = collect(consumer, 2)
+    assert [len(r.value) for r in got] == [5, limit - 3]
+    assert got[1].value == biggest.value and got[1].headers == headers
 
 
 # -- consuming without a group --------------------------------------------------------

@@ -1,8 +1,8 @@
 """Fixtures of the fault tests: a running deployment per backplane, and the report.
 
-``stack`` is module-scoped and parametrized over the backplanes (SQLite, and Kafka on
+``stack`` is session-scoped and parametrized over the backplanes (SQLite, and Kafka on
 the suite's tansu broker): every role runs as a process of its own, started through
-the CLI, and the tests of a module take turns injecting faults into the same stack.
+the CLI, and the kill and poison tests take turns injecting faults into the same stack.
 
 ``reliability`` collects each test's figures and, at the end of the session and only
 with ``MODELSTREAM_WRITE_RESULTS=1`` in the environment, merges them into the tracked
@@ -63,11 +63,16 @@ def reliability() -> Iterator[Reliability]:
         report.write()
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """Every role of two services as processes of their own, over one backplane."""
+    """Every role of two services as processes of their own, over one backplane.
+
+    Session-scoped: the kill and the poison tests take turns on the same stack (pytest
+    runs every test of one backplane before starting the other's stack), and each
+    leaves it serving, which each checks on entry (``Stack.check_alive``).
+    """
     backend: str = request.param
     if backend == "kafka":
         bootstrap: str = request.getfixturevalue("kafka_broker")

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from modelstream.backplane.memory import MemoryBackplane
-from modelstream.backplane.records import OutRecord
+from modelstream.backplane.records import OutRecord, record_size
 from modelstream.clock import ManualClock
 from modelstream.features import offline
 from modelstream.features.aggregates import Count
@@ -17,9 +17,11 @@ from modelstream.features.checkpoint import Checkpointer
 from modelstream.features.definitions import Feature, FeatureSet, Session
 from modelstream.features.engine import FeatureEngine
 from modelstream.features.featurizer import Featurizer
-from modelstream.features.records import REASON_HEADER, changelog_topic
+from modelstream.features.records import REASON_HEADER, changelog_topic, request_record
 from modelstream.features.state import MemoryStateStore
 from modelstream.settings import Settings
+from modelstream.wire.requests import InferenceRequest
+from modelstream.wire.tensors import Tensor
 from tests.features.helpers import enriched, event, read_all, request, truck_features
 
 SETTINGS = Settings(backplane="memory://", default_partitions=2)
@@ -258,3 +260,25 @@ def test_restore_skips_unreadable_changelog_records_and_dead_letters_them() -> N
     third = _checkpointer(bp, FeatureEngine(fs))
     assert third.restore(0) == 3
     assert len(read_all(bp, "trucks.dead-letter")) == 3
+
+
+def test_a_request_too_large_once_enriched_is_dead_lettered_and_the_next_goes_on() -> None:
+    tensor = Tensor("x", "FP32", (1, 300), (0.0,) * 300)
+    big = request_record(InferenceRequest("r-big", "trucks", 150, 1150, (tensor,), entity="t1"))
+    # The raw request fits; with its features it does not.
+    settings = SETTINGS.model_copy(update={"max_record_bytes": record_size(big) + 10})
+    bp = MemoryBackplane(settings)
+    bp.create_topic("trucks.events", 2)
+    bp.produce("trucks.events", [event("t1", 10, 1.0), big, request("r-next", "t1", 160)])
+    fz = Featurizer(bp, settings, "trucks", truck_features(), clock=ManualClock(),
+                    store=MemoryStateStore())  # fmt: skip
+    _run(fz)
+    assert set(enriched(bp, "trucks.requests")) == {"r-next"}
+    (dead,) = read_all(bp, "trucks.dead-letter")
+    reason = (dead.header("x-reason") or b"").decode()
+    assert "above the backplane's record limit" in reason, reason
+    # Its copy, with the dead-letter headers, would not fit either: it is cut to fit.
+    assert big.value.startswith(dead.value) and len(dead.value) < len(big.value)
+    assert dead.header("x-original-size") == str(len(big.value)).encode()
+    assert record_size(OutRecord(dead.value, dead.key, dead.headers)) <= bp.max_record_bytes
+    assert fz.stats.dead_letters == 1

@@ -12,6 +12,10 @@ and the crashing one (``FailingModel``, raises on every request):
 Whatever the models do, every HTTP response must arrive by the deadline plus a margin
 (generous: CI machines are loaded), and ``results`` must hold exactly one decision per
 request. Nothing else here asserts speed.
+
+The backplane's record limit is set to Kafka's default (1,000,000 bytes) on both engines:
+a request above it is refused with 413, and an answer above it becomes an error answer
+that says so. Neither stalls the service: the next request is answered.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ HANG_MS = 1200  # SlowModel: longer than every deadline (and it warms up once at
 MODELS = "modelstream.testing.models"
 FALLBACK = Fallback(({"name": "label", "datatype": "INT64", "shape": [1], "data": [0]},))
 R = ModelRef.parse
+LIMIT = 1_000_000  # Kafka's default message.max.bytes, on both engines
 
 
 @dataclass
@@ -78,7 +83,7 @@ def running(
         url = f"kafka://{request.getfixturevalue('kafka_broker')}"
     else:
         url = f"sqlite://{tmp_path_factory.mktemp('deadlines')}"
-    settings = Settings(backplane=url, default_partitions=2)
+    settings = Settings(backplane=url, default_partitions=2, max_record_bytes=LIMIT)
     backplane = open_backplane(settings.backplane, settings)
     registry = Registry(backplane, settings)
     lr, data = onnx_classifier("logreg", seed=0, rows=300)
@@ -229,3 +234,31 @@ def test_each_policy_answers_over_http(running: Running) -> None:
     quality = answer_under(running, Policy(PolicyKind.QUALITY), running.x[agree], "quality")
     assert quality["parameters"]["policy"] == "quality"
     assert quality["model_version"] == "lr@1"
+
+
+def test_a_request_above_the_record_limit_is_refused_and_the_next_answered(
+    running: Running,
+) -> None:
+    big = body(np.ones((80_000, 4)), "too-big")  # about 1.3 MB once encoded
+    response = running.client.post("/v2/models/mixed/infer", json=big)
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert "larger than the backplane accepts (1000000 bytes)" in error, error
+    assert "MODELSTREAM_MAX_RECORD_BYTES" in error
+    after = running.client.post("/v2/models/mixed/infer", json=body(running.x[0], "after-big"))
+    assert after.status_code == 200, after.text
+
+
+def test_an_answer_above_the_record_limit_is_an_error_and_the_next_is_answered(
+    running: Running,
+) -> None:
+    # 40,000 rows fit in a request (about 0.7 MB) but not their outputs: a label and two
+    # probabilities per row from lr, about 1.7 MB encoded.
+    rows = np.ones((40_000, 4))
+    response = running.client.post("/v2/models/mixed/infer", json=body(rows, "big-answer"))
+    assert response.status_code == 504, response.text
+    error = response.json()["error"]
+    assert "above the backplane's record limit of 1000000" in error, error
+    after = running.client.post("/v2/models/mixed/infer", json=body(running.x[1], "after-answer"))
+    assert after.status_code == 200, after.text
+    assert decisions(running, "mixed", 1)["big-answer"] == 1

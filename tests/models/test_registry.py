@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from modelstream.backplane.memory import MemoryBackplane
 from modelstream.backplane.port import Backplane
 from modelstream.errors import (
     ConfigurationError,
@@ -71,6 +72,24 @@ def test_large_models_are_published_by_location(
     d = Registry(backplane, small).publish("svc", "gbm", onnx_bytes, format="onnx")
     assert d.data is None and d.location and d.location.startswith("file://")
     assert fetch_bytes(Registry(backplane, settings).descriptor("svc", d.ref)) == onnx_bytes
+
+
+def test_a_model_too_large_for_one_record_goes_to_the_store_or_says_where_to_put_it(
+    tmp_path: Path,
+) -> None:
+    from modelstream.testing.sklearn import onnx_classifier
+
+    # 20 trees: about 11 kB, under model_inline_max_bytes (1 MiB), not under the room a
+    # record of 20 kB leaves once the descriptor and base64 are counted.
+    model, _ = onnx_classifier("gbm", rows=200, trees=20)
+    settings = Settings(backplane="memory://", max_record_bytes=20_000)
+    with pytest.raises(ConfigurationError, match="MODELSTREAM_MODEL_STORE_DIR"):
+        Registry(MemoryBackplane(settings), settings).publish("svc", "big", model, format="onnx")
+    stored = settings.model_copy(update={"model_store_dir": str(tmp_path)})
+    registry = Registry(MemoryBackplane(stored), stored)
+    d = registry.publish("svc", "big", model, format="onnx")
+    assert d.data is None and d.location and d.location.startswith("file://")
+    assert fetch_bytes(registry.descriptor("svc", d.ref)) == model
 
 
 def test_deploy_promote_rollback_and_history(

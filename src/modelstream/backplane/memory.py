@@ -19,6 +19,7 @@ from modelstream.backplane.assignment import range_assign
 from modelstream.backplane.partitioner import partition_for
 from modelstream.backplane.port import StartFrom
 from modelstream.backplane.records import (
+    LOCAL_MAX_RECORD_BYTES,
     Delivered,
     GroupInfo,
     OutRecord,
@@ -27,6 +28,7 @@ from modelstream.backplane.records import (
     TopicDescription,
     TopicPartition,
     TopicSpec,
+    check_sizes,
     now_ms,
 )
 from modelstream.errors import ConfigurationError, ConsumerClosed, TopicNotFound
@@ -60,6 +62,10 @@ class MemoryBackplane:
     @property
     def url(self) -> str:
         return "memory://"
+
+    @property
+    def max_record_bytes(self) -> int:
+        return self._settings.max_record_bytes or LOCAL_MAX_RECORD_BYTES
 
     # -- topics -----------------------------------------------------------------------
 
@@ -118,6 +124,7 @@ class MemoryBackplane:
 
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
         delivered: list[Delivered] = []
+        check_sizes(topic, records, self.max_record_bytes)
         with self._cond:
             target = self._ensure(topic)
             count = target.spec.partitions

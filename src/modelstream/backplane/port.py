@@ -110,6 +110,12 @@ class Backplane(Protocol):
         """The URL this backplane was opened from (without credentials)."""
         ...
 
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record :meth:`produce` accepts (``records.record_size``: value, key
+        and headers): ``Settings.max_record_bytes``, else the engine's default."""
+        ...
+
     def create_topic(
         self, name: str, partitions: int | None = None, *, compacted: bool = False
     ) -> TopicSpec:
@@ -138,7 +144,11 @@ class Backplane(Protocol):
         ...
 
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
-        """Append ``records`` to ``topic``; return once all are durable, in input order."""
+        """Append ``records`` to ``topic``; return once all are durable, in input order.
+
+        Raises ``RecordTooLarge``, having written none of them, if any record is above
+        :attr:`max_record_bytes`.
+        """
         ...
 
     def consumer(

@@ -10,9 +10,16 @@ record with the time of sending instead.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from modelstream.errors import RecordTooLarge
+
 Headers = tuple[tuple[str, bytes], ...]
+# The largest record the local engines take (SQLite, memory). Kafka's is the broker's
+# message.max.bytes (1 MB by default), which is why the setting exists.
+LOCAL_MAX_RECORD_BYTES = 64 * 1024 * 1024
+KAFKA_MAX_RECORD_BYTES = 1_000_000
 
 
 def now_ms() -> int:
@@ -126,3 +133,23 @@ class TopicDescription:
     @property
     def records(self) -> int:
         return sum(p.records for p in self.partitions)
+
+
+def record_size(record: OutRecord) -> int:
+    """The bytes a record weighs against a size limit: value, key and headers."""
+    size = len(record.value) + (len(record.key) if record.key is not None else 0)
+    for name, value in record.headers:
+        size += len(name) + len(value)
+    return size
+
+
+def check_sizes(topic: str, records: Sequence[OutRecord], limit: int) -> None:
+    """Raise ``RecordTooLarge`` for the first of ``records`` above ``limit`` bytes.
+
+    Engines call it before writing anything, so a call with one oversized record writes
+    none (the caller can drop or replace that record and produce the rest again).
+    """
+    for record in records:
+        size = record_size(record)
+        if size > limit:
+            raise RecordTooLarge(topic, size, limit)

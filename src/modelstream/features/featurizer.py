@@ -30,7 +30,7 @@ import threading
 from collections.abc import Sequence
 
 from modelstream.backplane.port import Backplane, Consumer
-from modelstream.backplane.records import OutRecord, Record, TopicPartition
+from modelstream.backplane.records import OutRecord, Record, TopicPartition, record_size
 from modelstream.clock import Clock
 from modelstream.errors import DecodeError
 from modelstream.features import records as rec
@@ -191,7 +191,17 @@ class Featurizer:
                 request = decode_request(record.value)
                 features = self.engine.features_as_of(p, request.entity, request.event_time)
                 enriched = dataclasses.replace(request, features=features)
-                requests.append(OutRecord(enriched.encode(), enriched.key, (), request.event_time))
+                out = OutRecord(enriched.encode(), enriched.key, (), request.event_time)
+                if (size := record_size(out)) > self._bp.max_record_bytes:
+                    # The backplane would refuse it, and the whole step with it, for ever.
+                    why = (
+                        f"the request with its features takes {size} bytes, above the "
+                        f"backplane's record limit of {self._bp.max_record_bytes}: send "
+                        "fewer rows per request, or raise MODELSTREAM_MAX_RECORD_BYTES"
+                    )
+                    dead.append(dead_letter_record(record, why, self._bp.max_record_bytes))
+                    return
+                requests.append(out)
                 return
             marker = record.header(rec.WATERMARK_HEADER)
             if marker is not None:
@@ -199,7 +209,7 @@ class Featurizer:
                 return
             entity, t, values = self._decoder.decode(record)
         except (DecodeError, ValueError) as exc:
-            dead.append(dead_letter_record(record, str(exc)))
+            dead.append(dead_letter_record(record, str(exc), self._bp.max_record_bytes))
             return
         self._seen[p] = now
         self.stats.events += 1

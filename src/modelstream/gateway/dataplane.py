@@ -43,7 +43,7 @@ from typing import Any
 
 from modelstream import __version__
 from modelstream.backplane.port import Backplane
-from modelstream.backplane.records import OutRecord, now_ms
+from modelstream.backplane.records import OutRecord, check_sizes, now_ms
 from modelstream.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -218,6 +218,14 @@ class DataPlane:
             target=target,
             sent_at=received,
         )
+        if featurized:
+            topic, record = topics.events, request_record(request)
+        else:
+            topic = topics.requests
+            record = OutRecord(request.encode(), request.key, timestamp=received)
+        # Checked here, not left to the shared producer: a record it refused would fail
+        # every other request of its batch with it.
+        check_sizes(topic, [record], self.backplane.max_record_bytes)
         future = listener.expect(request.id)
         loop = asyncio.get_running_loop()
 
@@ -225,11 +233,7 @@ class DataPlane:
             loop.call_soon_threadsafe(fail_future, future, exc)
 
         try:
-            if featurized:
-                self._producer.submit(topics.events, request_record(request), failed)
-            else:
-                record = OutRecord(request.encode(), request.key, timestamp=received)
-                self._producer.submit(topics.requests, record, failed)
+            self._producer.submit(topic, record, failed)
             wait_s = (request.deadline + self._grace_ms - now_ms()) / 1000
             try:
                 async with asyncio.timeout(wait_s):

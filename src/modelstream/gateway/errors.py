@@ -9,6 +9,8 @@ error object). The mapping, most specific class first:
 ``ModelLoadError``, ``IntegrityError``, ``SignatureError``,
 ``SchemaMismatch`` (a model or body the caller sent)        400
 ``ServiceNotFound``, ``ModelNotFound``                      404
+``RecordTooLarge`` (the request is above the backplane's
+record limit)                                               413
 ``NotReady``, ``BackplaneUnavailable``                      503
 ``DeadlineExceeded``                                        504
 any other ``ModelstreamError``                              500 (its message)
@@ -41,6 +43,7 @@ from modelstream.errors import (
     ModelNotFound,
     ModelstreamError,
     NotReady,
+    RecordTooLarge,
     SchemaMismatch,
     ServiceNotFound,
     SignatureError,
@@ -60,6 +63,7 @@ STATUS: tuple[tuple[type[ModelstreamError], int], ...] = (
     (SchemaMismatch, 400),
     (ServiceNotFound, 404),
     (ModelNotFound, 404),
+    (RecordTooLarge, 413),
     (NotReady, 503),
     (BackplaneUnavailable, 503),
     (DeadlineExceeded, 504),

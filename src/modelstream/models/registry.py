@@ -50,7 +50,7 @@ from modelstream.models.follower import RegistryFollower, ensure_topics
 from modelstream.models.formats import check_policy, inspect_bytes
 from modelstream.models.integrity import read_private_key, sha256_hex, sign_descriptor
 from modelstream.models.refs import ModelRef
-from modelstream.models.store import place
+from modelstream.models.store import inline_limit, place
 from modelstream.settings import Settings
 from modelstream.wire.topics import ServiceTopics, check_name
 
@@ -207,7 +207,8 @@ class Registry:
                 f"model {name}@{version} already exists in service {service} and versions "
                 f"are immutable: publish without --version to get {name}@{max(existing) + 1}"
             )
-        inline, location = place(data, self._settings)
+        limit = inline_limit(self._settings, self._bp.max_record_bytes)
+        inline, location = place(data, self._settings, limit)
         descriptor = ModelDescriptor(
             service=service,
             name=name,

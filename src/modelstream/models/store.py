@@ -1,6 +1,7 @@
 """Where model bytes live: inline in the descriptor, or in a content-addressed file.
 
-Contract: bytes up to ``Settings.model_inline_max_bytes`` travel inline; larger bytes are
+Contract: bytes up to ``Settings.model_inline_max_bytes`` (and no more than fit one record
+of the backplane, base64-encoded: :func:`inline_limit`) travel inline; larger bytes are
 written once to ``<store dir>/<sha256>.model`` and the descriptor carries the file's
 absolute ``file://`` URI. The store directory is ``Settings.model_store_dir`` or, on the
 SQLite engine, ``<backplane dir>/models``; every scorer must be able to read it (on Kafka
@@ -21,6 +22,8 @@ from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.integrity import sha256_hex, verify_digest
 from modelstream.settings import Settings
 
+DESCRIPTOR_ROOM = 16 * 1024  # schema, lineage, signature: what a descriptor adds
+
 
 def store_dir(settings: Settings) -> Path | None:
     """The model store directory for ``settings``, or ``None`` if there is none."""
@@ -31,16 +34,29 @@ def store_dir(settings: Settings) -> Path | None:
     return None
 
 
-def place(data: bytes, settings: Settings) -> tuple[bytes | None, str | None]:
-    """``(inline bytes, None)`` or ``(None, file URI)`` for ``data``, per the threshold."""
-    if len(data) <= settings.model_inline_max_bytes:
+def inline_limit(settings: Settings, max_record_bytes: int) -> int:
+    """The largest model that travels inline: ``model_inline_max_bytes``, and no more
+    than fits one record of the backplane once base64-encoded (4/3 of its size) with
+    room for the rest of the descriptor."""
+    return min(settings.model_inline_max_bytes, (max_record_bytes - DESCRIPTOR_ROOM) * 3 // 4)
+
+
+def place(
+    data: bytes, settings: Settings, inline_max: int | None = None
+) -> tuple[bytes | None, str | None]:
+    """``(inline bytes, None)`` or ``(None, file URI)`` for ``data``: inline up to
+    ``inline_max`` bytes (see :func:`inline_limit`; default ``model_inline_max_bytes``)."""
+    if inline_max is None:
+        inline_max = settings.model_inline_max_bytes
+    if len(data) <= inline_max:
         return data, None
     directory = store_dir(settings)
     if directory is None:
         raise ConfigurationError(
-            f"the model is {len(data)} bytes, above model_inline_max_bytes "
-            f"({settings.model_inline_max_bytes}), and this backplane has no directory: set "
-            "MODELSTREAM_MODEL_STORE_DIR to a directory every scorer can read"
+            f"the model is {len(data)} bytes, above the {inline_max} that travel inline on "
+            "this backplane (model_inline_max_bytes, and the backplane's record limit), and "
+            "this backplane has no directory: set MODELSTREAM_MODEL_STORE_DIR to a "
+            "directory every scorer can read"
         )
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{sha256_hex(data)}.model"

@@ -9,7 +9,8 @@ on time, so the gateway and the monitor count it as a miss.
 When no acceptable answer exists, the service's fallback answers: ``Fallback.outputs``
 as the outputs with ``fallback=True``, or, without fallback outputs, an explicit error
 starting ``deadline missed:`` (the final decision at the deadline) or ``no acceptable
-answer:`` (earlier, when every candidate errored and nothing better could still arrive).
+answer:`` (earlier, when every candidate errored and nothing better could still arrive),
+followed by the errors of the models that failed, so the client sees why.
 
 ``decided_in_ms`` counts from the request's ``sent_at`` or, when it has none, from when
 the request reached the rendezvous (:attr:`Mailbox.started_at`).
@@ -28,6 +29,7 @@ from modelstream.wire.tensors import Tensor, tensor_from_json
 
 LATE_HEADER = "x-modelstream-late"
 """Header (value ``b"1"``) of the second, *late* record a request may get on ``results``."""
+MAX_ERRORS_SHOWN = 4
 
 
 def _missing(mailbox: Mailbox, deployment: Deployment | None) -> tuple[str, ...]:
@@ -98,6 +100,20 @@ def fallback_result(
         waited = max(0, now - mailbox.started_at)
         live = len(deployment.models) if deployment is not None else 0
         why = reason or f"none of {live} live models answered acceptably within {waited} ms"
+        # What the models that failed said: the client and the operator see why.
+        failed = [f"{a.score.ref}: {a.score.error}" for a in mailbox.answers() if a.score.error]
+        if failed:
+            why += " (" + "; ".join(failed[:MAX_ERRORS_SHOWN]) + ")"
         prefix = "deadline missed" if final else "no acceptable answer"
         error = f"{prefix}: {why}"
     return replace(base, outputs=outputs, error=error, fallback=outputs is not None)
+
+
+def too_large(result: Result, size: int, limit: int) -> Result:
+    """``result`` without its outputs, its error saying they were above the backplane's
+    record limit (its audit fields are kept; a client sees the error)."""
+    error = (
+        f"the answer of {result.ref} takes {size} bytes, above the backplane's record limit "
+        f"of {limit}: send fewer rows per request, or raise MODELSTREAM_MAX_RECORD_BYTES"
+    )
+    return replace(result, outputs=None, error=error, deadline_met=False)

@@ -47,7 +47,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from modelstream.backplane.port import Backplane, Consumer
-from modelstream.backplane.records import OutRecord, Record, TopicPartition
+from modelstream.backplane.records import OutRecord, Record, TopicPartition, record_size
 from modelstream.clock import Clock, SystemClock
 from modelstream.errors import (
     BackplaneError,
@@ -60,7 +60,7 @@ from modelstream.models.deployment import Deployment
 from modelstream.models.follower import RegistryFollower
 from modelstream.rendezvous.answered import answered_ids
 from modelstream.rendezvous.book import Emit, MailboxBook
-from modelstream.rendezvous.outcome import LATE_HEADER
+from modelstream.rendezvous.outcome import LATE_HEADER, too_large
 from modelstream.rendezvous.policies import QualitySource, standard_policies
 from modelstream.settings import Settings
 from modelstream.threads import ended
@@ -320,10 +320,16 @@ class Rendezvous:
     def _produce(self, emits: list[Emit]) -> None:
         results: list[OutRecord] = []
         replies: dict[str, list[OutRecord]] = {}
+        limit = self._bp.max_record_bytes
         for emit in emits:
             result = emit.result
             headers = ((LATE_HEADER, b"1"),) if emit.late else ()
             out = OutRecord(result.encode(), result.request_id.encode(), headers, result.decided_at)
+            if (size := record_size(out)) > limit:
+                # Refused by the backplane, it would be retried forever: the request is
+                # answered with what went wrong instead.
+                result = too_large(result, size, limit)
+                out = OutRecord(result.encode(), out.key, headers, result.decided_at)
             results.append(out)
             if emit.late:
                 self.stats["late_records"] += 1

@@ -16,7 +16,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from modelstream.backplane.records import Headers, OutRecord, Record, TopicPartition, now_ms
+from modelstream.backplane.records import (
+    LOCAL_MAX_RECORD_BYTES,
+    Headers,
+    OutRecord,
+    Record,
+    TopicPartition,
+    now_ms,
+    record_size,
+)
 from modelstream.errors import DecodeError, InvalidRequest, SchemaMismatch, ScoringError
 from modelstream.scoring.batcher import Arrays, make_batches, request_arrays, split_outputs
 from modelstream.scoring.runner import ModelRunner
@@ -84,6 +92,7 @@ def _score(
     batch_size: int = 1,
     at: int,
     headers: Headers = (),
+    limit: int | None = None,
 ) -> Scored:
     score = Score(
         request_id=request.id,
@@ -96,7 +105,18 @@ def _score(
         role=active.role,
         batch_size=batch_size,
     )
-    return Scored(score, OutRecord(score.encode(), request.key, headers, timestamp=at))
+    out = OutRecord(score.encode(), request.key, headers, timestamp=at)
+    if limit is not None and outputs is not None and (size := record_size(out)) > limit:
+        # A score the backplane would refuse must not stall the partition: the request
+        # is answered with what went wrong instead.
+        error = (
+            f"the output of {active.ref} for this request takes {size} bytes, above the "
+            f"backplane's record limit of {limit}: send fewer rows per request, or raise "
+            "MODELSTREAM_MAX_RECORD_BYTES"
+        )
+        return _score(request, active, error=error, latency_ms=latency_ms,
+                      batch_size=batch_size, at=at, headers=headers)  # fmt: skip
+    return Scored(score, out)
 
 
 def _tensors(
@@ -135,10 +155,13 @@ def score_records(
     *,
     others: frozenset[str] = frozenset(),
     headers: Headers = (),
+    limit: int | None = None,
 ) -> Outcome:
     """Score ``records`` (requests) with ``active``; see the module docstring.
 
-    ``headers`` go on every score record (the scorer role names itself there).
+    ``headers`` go on every score record (the scorer role names itself there). A score
+    above ``limit`` bytes (the backplane's ``max_record_bytes``) becomes an error score
+    saying so, so that every score this returns can be produced.
     """
     outcome = Outcome()
     now = now_ms()
@@ -148,7 +171,9 @@ def score_records(
         try:
             request = decode_request(record.value)
         except DecodeError as exc:
-            outcome.dead_letters.append(dead_letter_record(record, str(exc)))
+            outcome.dead_letters.append(
+                dead_letter_record(record, str(exc), limit or LOCAL_MAX_RECORD_BYTES)
+            )
             continue
         verdict = targets(request, active, others)
         if verdict is False:
@@ -203,6 +228,7 @@ def score_records(
                     batch_size=batch.size,
                     at=at,
                     headers=headers,
+                    limit=limit,
                 )
             )
     return outcome

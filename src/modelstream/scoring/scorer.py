@@ -381,6 +381,7 @@ class Scorer:
             cfg.expired,
             others=self._others,
             headers=self._headers,
+            limit=self.backplane.max_record_bytes,
         )
         if outcome.dead_letters:
             self.backplane.produce(self.topics.dead_letter, outcome.dead_letters)

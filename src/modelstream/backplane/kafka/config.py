@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
+from modelstream.backplane.records import KAFKA_MAX_RECORD_BYTES
 from modelstream.errors import BackplaneError, BackplaneUnavailable
 from modelstream.settings import Settings
 
@@ -61,6 +62,11 @@ def common(brokers: str, settings: Settings) -> Config:
     }
 
 
+def max_record_bytes(settings: Settings) -> int:
+    """The largest record the engine produces (its own check, before librdkafka's)."""
+    return settings.max_record_bytes or KAFKA_MAX_RECORD_BYTES
+
+
 def producer(brokers: str, settings: Settings) -> Config:
     """The shared producer: idempotent, acks from every in-sync replica, murmur2 keys.
 
@@ -81,6 +87,10 @@ def producer(brokers: str, settings: Settings) -> Config:
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "compression.type": "none",
+        # Above the engine's own limit (checked first, with a clear error), so that
+        # librdkafka never refuses a record the engine let through; the headroom is the
+        # protocol's per-record overhead.
+        "message.max.bytes": max_record_bytes(settings) + 64 * 1024,
         # A produce call waits for acknowledgements; it must give up rather than hang.
         "message.timeout.ms": max(5_000, 3 * int(settings.connect_timeout_s * 1000)),
     }
@@ -94,6 +104,7 @@ def consumer(brokers: str, settings: Settings, group: str) -> Config:
     rule as on the other engines.
     """
     session = settings.session_timeout_ms
+    fetch = 2 * max_record_bytes(settings) + 64 * 1024
     return {
         **common(brokers, settings),
         "group.id": group,
@@ -107,6 +118,11 @@ def consumer(brokers: str, settings: Settings, group: str) -> Config:
         "fetch.wait.max.ms": FETCH_WAIT_MS,
         "fetch.min.bytes": 1,
         "queued.max.messages.kbytes": 262_144,
+        # A fetch must always hold a whole batch: a batch can be a record at the limit
+        # plus the small records a producer added to it.
+        "fetch.message.max.bytes": fetch,
+        "fetch.max.bytes": max(fetch, 52_428_800),
+        "receive.message.max.bytes": max(fetch, 52_428_800) + 1024 * 1024,
         # When the local queue passes queued.min.messages (the application is behind),
         # librdkafka pauses fetching for this long; its default of 1000 ms shows as a
         # one-second stall in every catch-up read. A short pause keeps the bound on

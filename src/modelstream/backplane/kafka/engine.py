@@ -38,9 +38,16 @@ from modelstream.backplane.records import (
     TopicDescription,
     TopicPartition,
     TopicSpec,
+    check_sizes,
     now_ms,
+    record_size,
 )
-from modelstream.errors import BackplaneError, BackplaneUnavailable, ConfigurationError
+from modelstream.errors import (
+    BackplaneError,
+    BackplaneUnavailable,
+    ConfigurationError,
+    RecordTooLarge,
+)
 from modelstream.settings import Settings
 
 # Errors after which a producer never delivers again: it must be replaced.
@@ -65,6 +72,10 @@ class KafkaBackplane:
     @property
     def url(self) -> str:
         return f"kafka://{self.brokers}"
+
+    @property
+    def max_record_bytes(self) -> int:
+        return config.max_record_bytes(self.settings)
 
     # -- topics ---------------------------------------------------------------------------
 
@@ -95,6 +106,7 @@ class KafkaBackplane:
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
         if not records:
             return []
+        check_sizes(topic, records, self.max_record_bytes)
         placed = batches.place(topic, records, self.admin.partitions(topic), self._unkeyed)
         now = now_ms()
         # One callback for the whole call, not a closure per record: it only collects
@@ -132,6 +144,9 @@ class KafkaBackplane:
         self._await(reports, len(records))
         if any(e.fatal() or e.code() in _FENCED for e in failures):
             self._renew_producer(produce)
+        if any(e.code() == KafkaError.MSG_SIZE_TOO_LARGE for e in failures):
+            # the broker's message.max.bytes is below ours: some records went, not all
+            raise RecordTooLarge(topic, max(map(record_size, records)), self.max_record_bytes)
         if failures:
             raise BackplaneUnavailable(
                 f"kafka did not acknowledge records for {topic!r}: {failures[0].str()}; "

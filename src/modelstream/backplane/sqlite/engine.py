@@ -22,6 +22,7 @@ from pathlib import Path
 from modelstream.backplane.partitioner import partition_for
 from modelstream.backplane.port import StartFrom
 from modelstream.backplane.records import (
+    LOCAL_MAX_RECORD_BYTES,
     Delivered,
     OutRecord,
     PartitionInfo,
@@ -29,6 +30,7 @@ from modelstream.backplane.records import (
     TopicDescription,
     TopicPartition,
     TopicSpec,
+    check_sizes,
     now_ms,
 )
 from modelstream.backplane.sqlite import groups, schema
@@ -78,6 +80,10 @@ class SqliteBackplane:
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    @property
+    def max_record_bytes(self) -> int:
+        return self._settings.max_record_bytes or LOCAL_MAX_RECORD_BYTES
 
     @property
     def wakeups(self) -> Wakeups:
@@ -231,6 +237,7 @@ class SqliteBackplane:
     # -- producing ----------------------------------------------------------------------
 
     def produce(self, topic: str, records: Sequence[OutRecord]) -> list[Delivered]:
+        check_sizes(topic, records, self.max_record_bytes)
         with schema.guard(self._path):
             try:
                 return self._produce(topic, records)
