@@ -107,23 +107,29 @@ def _kill(tests: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _outage(t: dict[str, Any] | None) -> list[str]:
-    if t is None:
-        return []
-    rows = [
-        ["during the outage (load on throughout)", *_counts_row(t["during"])],
-        ["load started after the broker came back", *_counts_row(t["after"])],
-    ]
-    alive = ", ".join(t["roles_alive"])
-    return [
-        "",
-        f"### Broker frozen for {t['outage_s']:g} s (Kafka)",
-        "",
-        *_table(["stretch", *COUNT_HEADER], ["---", *COUNT_ALIGN], rows),
-        "",
-        f"Recovery: **{t['recovery_s']} s** from SIGCONT to the first answer to a request "
-        f"sent after it. Role processes running at the end: {alive}.",
-    ]
+def _outage(tests: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for kind in ("frozen", "refused"):
+        t = tests.get(f"{OUTAGE}[{kind}]")
+        if t is None:
+            continue
+        rows = [
+            ["during the outage (load on throughout)", *_counts_row(t["during"])],
+            ["load started after the broker came back", *_counts_row(t["after"])],
+        ]
+        alive = ", ".join(t["roles_alive"])
+        lines += [
+            "",
+            f"### Broker {kind} for {t['outage_s']:g} s (Kafka)",
+            "",
+            f"Injected: {t['injected']}.",
+            "",
+            *_table(["stretch", *COUNT_HEADER], ["---", *COUNT_ALIGN], rows),
+            "",
+            f"Recovery: **{t['recovery_s']} s** from the broker's return to the first answer "
+            f"to a request sent after it. Role processes running at the end: {alive}.",
+        ]
+    return lines
 
 
 def _poison(t: dict[str, Any] | None) -> list[str]:
@@ -204,7 +210,7 @@ def render(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']}; figures recorded {stamps[0]} to {stamps[-1]}.",
         "",
         *_kill(tests),
-        *_outage(tests.get(OUTAGE)),
+        *_outage(tests),
         *_poison(tests.get(POISON)),
         *_poison_load(tests),
         *_disk(tests.get(DISK)),

@@ -61,11 +61,13 @@ class TansuBroker:
     port: int
     log_path: Path
     _log: IO[bytes]
+    advertised_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
-        """``127.0.0.1:PORT``, for ``bootstrap.servers``."""
-        return f"127.0.0.1:{self.port}"
+        """``127.0.0.1:PORT`` (the advertised port if one was given), for
+        ``bootstrap.servers``."""
+        return f"127.0.0.1:{self.advertised_port or self.port}"
 
     @property
     def url(self) -> str:
@@ -73,14 +75,20 @@ class TansuBroker:
         return f"kafka://{self.bootstrap}"
 
     @classmethod
-    def start(cls, port: int | None = None, timeout_s: float = 20.0) -> TansuBroker:
+    def start(
+        cls, port: int | None = None, timeout_s: float = 20.0, advertised_port: int | None = None
+    ) -> TansuBroker:
         """Start a broker on ``port`` (default: a free one); wait until it accepts connections.
+
+        With ``advertised_port`` the broker tells clients to connect there instead (a
+        :class:`~modelstream.testing.gate.TcpGate` in front of it).
 
         Raises ``BackplaneUnavailable`` (after killing the process) if it does not listen
         within ``timeout_s``, with the tail of its log in the message.
         """
         port = port or free_port()
         address = f"tcp://127.0.0.1:{port}"
+        advertised = f"tcp://127.0.0.1:{advertised_port or port}"
         # The broker's own log goes to a file, not our stderr: tests stay quiet and the
         # file is there to read when the broker misbehaves.
         log_path = Path(tempfile.mkstemp(prefix=f"tansu-{port}-", suffix=".log")[1])
@@ -92,7 +100,7 @@ class TansuBroker:
                 "--listener-url",
                 address,
                 "--advertised-listener-url",
-                address,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -100,7 +108,7 @@ class TansuBroker:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        broker = cls(process, port, log_path, log)
+        broker = cls(process, port, log_path, log, advertised_port)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:

@@ -64,7 +64,20 @@ class KafkaAdmin:
         except KafkaException as exc:
             raise config.fail(action, exc) from exc
         except TimeoutError as exc:
+            self._renew()
             raise config.fail(action, exc) from exc
+
+    def _renew(self) -> None:
+        """Replace the client after a request it never answered.
+
+        After its connections were reset (a broker that went away and came back, its
+        port closed meanwhile), librdkafka's admin client can leave requests routed to
+        the group coordinator unanswered for good, while it answers others: every
+        ``describe groups`` then times out. A fresh client reconnects; the caller's
+        retry goes through it.
+        """
+        with self._lock:
+            self._client = AdminClient(config.common(self._brokers, self._settings))
 
     # -- topics ---------------------------------------------------------------------------
 
