@@ -22,6 +22,7 @@ BEGIN = "<!-- reliability:begin: written by benchmarks/reliability_report.py fro
 END = "<!-- reliability:end -->"
 KILL = "test_a_killed_role_loses_no_acknowledged_request"
 OUTAGE = "test_roles_reconnect_after_the_broker_comes_back"
+OUTAGE_TITLES = {"frozen": "Broker frozen", "refused": "Broker port closed (connections refused)"}
 POISON = "tests/faults/test_poison.py::test_figures"
 POISON_LOAD = "test_poison_on_every_topic_under_load_is_dead_lettered_and_loses_nothing"
 DISK = "tests/faults/test_disk.py::test_a_full_disk_refuses_clearly_keeps_what_was_acknowledged_and_recovers"  # noqa: E501
@@ -109,7 +110,7 @@ def _kill(tests: dict[str, Any]) -> list[str]:
 
 def _outage(tests: dict[str, Any]) -> list[str]:
     lines: list[str] = []
-    for kind in ("frozen", "refused"):
+    for kind, title in OUTAGE_TITLES.items():
         t = tests.get(f"{OUTAGE}[{kind}]")
         if t is None:
             continue
@@ -120,7 +121,7 @@ def _outage(tests: dict[str, Any]) -> list[str]:
         alive = ", ".join(t["roles_alive"])
         lines += [
             "",
-            f"### Broker {kind} for {t['outage_s']:g} s (Kafka)",
+            f"### {title} for {t['outage_s']:g} s (Kafka)",
             "",
             f"Injected: {t['injected']}.",
             "",

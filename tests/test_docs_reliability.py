@@ -43,7 +43,7 @@ def test_every_kill_and_outage_figure_in_the_results_is_in_the_doc() -> None:
     for test_id in kills:
         backplane, role = test_id.split("[")[1].rstrip("]").split("-")
         assert f"| {backplane} | {role} | {results['tests'][test_id]['sent']} |" in block
-    for kind in ("frozen", "refused"):
+    for kind, title in report.OUTAGE_TITLES.items():
         outage = results["tests"][f"{report.OUTAGE}[{kind}]"]
-        assert f"### Broker {kind} for {outage['outage_s']:g} s (Kafka)" in block
+        assert f"### {title} for {outage['outage_s']:g} s (Kafka)" in block
         assert f"**{outage['recovery_s']} s**" in block
