@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         "decision, leaving that long for the answer to reach the caller (default: "
         "Settings.answer_margin)",
     )
+    gateway_grace_ms: int = Field(
+        default=100,
+        ge=0,
+        description="How long past a request's deadline the gateway still waits for the "
+        "rendezvous' answer before it answers 'deadline missed' itself (the rendezvous "
+        "normally answers first; this bounds the wait when it is down or lagging)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     archive_dir: Path | None = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,8 +50,13 @@ class StandInRegistry:
         raise NotImplementedError(name)
 
 
+LATE_MS = 30  # a late reply: this long past its deadline, well within the default grace
+
+
 def answerer(backplane: MemoryBackplane, stop: threading.Event, silent: set[str]) -> None:
-    """Sums each row of ``x``; first writes a stray reply for an id nobody waits for."""
+    """Sums each row of ``x``; first writes a stray reply for an id nobody waits for.
+    Requests in ``silent`` get no reply; those whose id starts with ``late`` get theirs
+    ``LATE_MS`` after their deadline."""
     consumer = backplane.consumer(["svc.requests"], start="earliest")
     try:
         while not stop.is_set():
@@ -58,6 +64,8 @@ def answerer(backplane: MemoryBackplane, stop: threading.Event, silent: set[str]
                 request = decode_request(record.value)
                 if request.id in silent or request.reply_to is None:
                     continue
+                if request.id.startswith("late"):
+                    time.sleep(max(0.0, (request.deadline + LATE_MS - now_ms()) / 1000))
                 x = request.inputs[0].data
                 sums = tuple(float(x[i] + x[i + 1]) for i in range(0, len(x), 2))
                 stray = Result("stray", "svc", "preference", None, 0, now_ms(), error="x")
@@ -87,7 +95,8 @@ def plane() -> Iterator[tuple[DataPlane, set[str]]]:
     thread = threading.Thread(target=answerer, args=(backplane, stop, silent))
     thread.start()
     try:
-        yield DataPlane(backplane, settings, StandInRegistry(), "gw-unit"), silent
+        grace = settings.gateway_grace_ms
+        yield DataPlane(backplane, settings, StandInRegistry(), "gw-unit", grace_ms=grace), silent
     finally:
         stop.set()
         thread.join()
@@ -151,3 +160,28 @@ def test_errors_before_and_after_producing(plane: tuple[DataPlane, set[str]]) ->
 
     asyncio.run(run())
     assert 'modelstream_deadline_misses_total{service="svc"} 1.0' in dp.metrics.render().decode()
+
+
+def test_a_reply_late_by_less_than_the_grace_is_still_the_answer(
+    plane: tuple[DataPlane, set[str]],
+) -> None:
+    """A rendezvous slowed by load may send its (fallback) answer just after the deadline:
+    the gateway still returns it within ``Settings.gateway_grace_ms``; a gateway with no
+    grace has answered 'deadline missed' by then."""
+    dp, _ = plane
+    assert dp.settings.gateway_grace_ms > LATE_MS
+    strict = DataPlane(dp.backplane, dp.settings, dp.registry, "gw-strict", grace_ms=0)
+
+    async def run() -> None:
+        await dp.start()
+        await strict.start()
+        try:
+            result, _, _ = await dp.infer("svc", body([[1, 2]], id="late-1"))
+            assert result.request_id == "late-1" and result.outputs is not None
+            with pytest.raises(DeadlineExceeded):
+                await strict.infer("svc", body([[1, 2]], id="late-2"))
+        finally:
+            await strict.stop()
+            await dp.stop()
+
+    asyncio.run(run())

@@ -96,7 +96,7 @@ class DataPlane:
         gateway_id: str,
         *,
         metrics: GatewayMetrics | None = None,
-        grace_ms: int = 20,
+        grace_ms: int = 100,
         catalog_ttl: float = 1.0,
     ) -> None:
         self.backplane = backplane
