@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelstream.backplane.factory import open_backplane
-from modelstream.backplane.records import OutRecord
+from modelstream.backplane.records import OutRecord, TopicPartition
 from modelstream.backplane.sqlite.engine import SqliteBackplane
 from modelstream.backplane.sqlite.schema import decode_headers, encode_headers
 from modelstream.errors import BackplaneUnavailable, TopicNotFound
@@ -97,6 +97,26 @@ def test_a_second_handle_sees_deletes_and_new_incarnations(
             assert [r.value for r in collect(consumer, 1)] == [b"new"]
         assert first.describe_topic(name).records == 1
         assert len(list((tmp_path / "topics").glob(f"{name}-*.db"))) == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_offset_commits_and_heartbeats_do_not_reload_the_catalogue(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # meta.db changes at every commit and heartbeat; re-reading every topic each time
+    # cost each role a query per poll and per produce. Only topic changes reload it.
+    first, second = SqliteBackplane(tmp_path, settings), SqliteBackplane(tmp_path, settings)
+    name = unique("stamp")
+    try:
+        first.create_topic(name, 1)
+        seen = second.catalog()
+        assert name in seen
+        first.set_group_offsets("g", {TopicPartition(name, 0): 0})
+        assert second.catalog() is seen
+        first.create_topic(f"{name}-2", 1)
+        assert f"{name}-2" in second.catalog()
     finally:
         first.close()
         second.close()

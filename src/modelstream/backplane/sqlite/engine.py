@@ -43,7 +43,8 @@ from modelstream.settings import Settings
 class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.meta: sqlite3.Connection | None = None
-        self.version = -1
+        self.version = -1  # meta.db's data_version when the catalogue was last checked
+        self.stamp = -1  # the catalogue stamp it was read at
         self.catalog: dict[str, schema.TopicEntry] = {}
         self.files: dict[str, sqlite3.Connection] = {}
 
@@ -115,13 +116,18 @@ class SqliteBackplane:
         return state.meta
 
     def catalog(self) -> dict[str, schema.TopicEntry]:
-        """This thread's view of the topics, reloaded when ``meta.db`` changed."""
+        """This thread's view of the topics, reloaded when another connection changed
+        them (its catalogue stamp is looked at only when ``meta.db`` changed at all)."""
         state = self._state
         meta = self._meta()
         version = meta.execute("PRAGMA data_version").fetchone()[0]
-        if version != state.version:
+        if version == state.version:
+            return state.catalog
+        state.version = version
+        stamp = meta.execute(schema.READ_STAMP).fetchone()[0]
+        if stamp != state.stamp:
             state.catalog = schema.read_catalog(meta)
-            state.version = version
+            state.stamp = stamp
             # A file no longer in the catalogue belongs to a deleted topic: writing
             # through an old connection would go to an unlinked file, so drop it.
             live = {entry.file for entry in state.catalog.values()}
@@ -177,6 +183,7 @@ class SqliteBackplane:
                         " VALUES (?, ?, ?, ?, ?)",
                         (name, count, int(compacted), file, now_ms()),
                     )
+                    meta.execute(schema.BUMP_STAMP)
             # data_version ignores this connection's own commits: reload next time.
             self._state.version = -1
             if row is not None:  # another process created it first
@@ -191,6 +198,7 @@ class SqliteBackplane:
                 row = meta.execute("SELECT file FROM topics WHERE name = ?", (name,)).fetchone()
                 if row is not None:
                     meta.execute("DELETE FROM topics WHERE name = ?", (name,))
+                    meta.execute(schema.BUMP_STAMP)
                     groups.forget_topic(meta, name)
             self._state.version = -1
             if row is None:

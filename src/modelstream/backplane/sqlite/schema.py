@@ -46,7 +46,14 @@ META_DDL = (
     "CREATE TABLE IF NOT EXISTS offsets ("
     " grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,"
     " next_offset INTEGER NOT NULL, PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID",
+    # Bumped by every change to ``topics``: heartbeats and offset commits change meta.db
+    # far more often than topics do, and this one row tells a reader its catalogue holds.
+    "CREATE TABLE IF NOT EXISTS catalog_stamp ("
+    " id INTEGER PRIMARY KEY CHECK (id = 0), stamp INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO catalog_stamp (id, stamp) VALUES (0, 0)",
 )
+READ_STAMP = "SELECT stamp FROM catalog_stamp"
+BUMP_STAMP = "UPDATE catalog_stamp SET stamp = stamp + 1"
 
 # Clustered on (partition, offset): a poll is one range scan, the next offset one seek.
 TOPIC_DDL = (

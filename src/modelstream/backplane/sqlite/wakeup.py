@@ -9,11 +9,15 @@ records at once too.
   files it reads, for as long as it is open. A producer of this process calls
   :meth:`Wakeups.changed` right after its commit, which sets the events of that file's
   consumers at once (and brings the watcher's view of the file up to date, so the
-  watcher does not wake them a second time). Commits by *other* processes are noticed
-  by ONE watcher thread per directory, which checks ``PRAGMA data_version`` of the
-  watched files every millisecond (every 5 ms once nothing has changed for 0.2 s), and
-  only while some file is watched. So the cost of waiting no longer grows with the
-  number of consumer threads, and a local record is seen without any polling delay.
+  watcher does not wake them a second time), and rings the other processes' doorbells
+  (:mod:`modelstream.backplane.sqlite.doorbell`). Commits by *other* processes are
+  noticed by ONE watcher thread per directory, only while some file is watched: it
+  sleeps on this process's doorbell and wakes the waiters of each file rung. As a
+  safety net it also compares ``PRAGMA data_version`` of the watched files every
+  :data:`FALLBACK_S`; where doorbells are unavailable it polls that way every
+  millisecond (every 5 ms once nothing has changed for 0.2 s). So the cost of waiting
+  does not grow with the number of consumer threads, and a record is seen without any
+  polling delay.
 * :func:`write_lock` — one :class:`threading.Lock` per database file, taken around every
   write transaction of this process (:func:`~modelstream.backplane.sqlite.schema.transaction`).
   Threads of one process then queue on a lock that hands over at once, instead of in
@@ -22,23 +26,29 @@ records at once too.
 Invariant (no lost wake-up): a waiter sets up its event *before* its last look at the
 records; a commit after that look either sets the event (local producer) or changes a
 ``data_version`` the watcher compares with a value read before it (other processes).
+A doorbell only makes that sooner: a lost ring costs at most :data:`FALLBACK_S`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from modelstream.backplane.sqlite.doorbell import Doorbell
+
 log = logging.getLogger(__name__)
 
 FAST_S = 0.001  # watcher cadence while files change
 SLOW_S = 0.005  # once nothing changed for IDLE_AFTER_S
 IDLE_AFTER_S = 0.2
+FALLBACK_S = 0.01  # data_version checks while a doorbell wakes the watcher
+DOORBELLS = ".doorbells"  # under the topics directory
 
 _registry_lock = threading.Lock()
 _wakeups: dict[Path, Wakeups] = {}
@@ -85,9 +95,12 @@ class Wakeups:
         self._files: dict[str, _Watched] = {}
         self._someone_waits = threading.Event()
         self._thread: threading.Thread | None = None
+        self.doorbell = Doorbell(directory / DOORBELLS)
 
     def changed(self, file: str) -> None:
-        """Wake whoever waits on ``file`` (call after a commit to it)."""
+        """Wake whoever waits on ``file``, here and in other processes (call after a
+        commit to it)."""
+        self.doorbell.ring(file)
         watched = self._files.get(file)  # a dict read is atomic; skip the lock when idle
         if watched is None or not watched.waiters:
             return
@@ -111,22 +124,32 @@ class Wakeups:
         after (see the invariant above); a spurious wake-up only costs one more look.
         """
         with self._lock:
+            before = len(self._files)
             for file in files:
                 watched = self._files.get(file)
                 if watched is None:
                     watched = self._files[file] = _Watched()
                 watched.waiters[event] = watched.waiters.get(event, 0) + 1
             if self._thread is None:
+                # The bell exists before the files are advertised and before the waiter's
+                # look at the records (see the module's invariant).
+                bell = self.doorbell.listen()
                 self._thread = threading.Thread(
-                    target=self._watch_loop, name=f"sqlite-watcher:{self._dir.name}", daemon=True
+                    target=self._watch_loop,
+                    args=(bell,),
+                    name=f"sqlite-watcher:{self._dir.name}",
+                    daemon=True,
                 )
                 self._thread.start()
+            if len(self._files) != before:
+                self.doorbell.advertise(frozenset(self._files))
         self._someone_waits.set()
 
     def unwatch(self, files: Iterable[str], event: threading.Event) -> None:
         """Undo one :meth:`watch` of ``files`` with ``event``."""
         closing: list[sqlite3.Connection] = []
         with self._lock:
+            before = len(self._files)
             for file in files:
                 watched = self._files.get(file)
                 if watched is None:
@@ -143,24 +166,71 @@ class Wakeups:
                         closing.append(watched.conn)
             if not self._files:
                 self._someone_waits.clear()
+            if len(self._files) != before:
+                self.doorbell.advertise(frozenset(self._files))
         for conn in closing:
             conn.close()
 
     # -- the watcher thread -------------------------------------------------------------
 
-    def _watch_loop(self) -> None:
+    def _watch_loop(self, bell: int | None) -> None:
+        try:
+            if bell is None:
+                self._poll_loop()
+            else:
+                self._bell_loop(bell)
+        except BaseException:
+            log.exception("the sqlite watcher of %s failed; a new one starts on demand", self._dir)
+            with self._lock:
+                self.doorbell.close()
+                self._thread = None
+            raise
+
+    def _idle_end(self) -> bool:
+        """Wait up to a second for a watcher; whether the thread should end (nobody did).
+
+        The bell is closed under the lock, before a new thread may be started by
+        :meth:`watch`, so two watcher threads never share one bell.
+        """
+        if self._someone_waits.wait(1.0):
+            return False
+        with self._lock:
+            if not self._files:
+                self.doorbell.close()
+                self._thread = None
+                return True
+        return False
+
+    def _poll_loop(self) -> None:
         last_change = time.monotonic()
         while True:
-            if not self._someone_waits.wait(1.0):
-                with self._lock:
-                    if not self._files:  # nobody waited for a second: end the thread
-                        self._thread = None
-                        return
-                continue
+            if not self._someone_waits.is_set() and self._idle_end():
+                return
             if self._check():
                 last_change = time.monotonic()
             idle = time.monotonic() - last_change > IDLE_AFTER_S
             time.sleep(SLOW_S if idle else FAST_S)
+
+    def _bell_loop(self, bell: int) -> None:
+        next_check = 0.0
+        while True:
+            if not self._someone_waits.is_set() and self._idle_end():
+                return
+            now = time.monotonic()
+            if now >= next_check:
+                self._check()  # the safety net: rings lost to a full pipe
+                next_check = now + FALLBACK_S
+            readable, _, _ = select.select([bell], [], [], max(0.0, next_check - now))
+            if readable:
+                self._ring(self.doorbell.heard())
+
+    def _ring(self, files: set[str]) -> None:
+        """Wake the waiters of ``files`` (named by other processes' rings)."""
+        with self._lock:
+            events = {e for f in files if (w := self._files.get(f)) for e in w.waiters}
+        for event in events:
+            if not event.is_set():
+                event.set()
 
     def _check(self) -> bool:
         """Compare each watched file's ``data_version``; wake the waiters of changed ones.
