@@ -14,6 +14,7 @@ from modelstream.backplane.memory import MemoryBackplane
 from modelstream.backplane.records import OutRecord, now_ms
 from modelstream.errors import DeadlineExceeded, InvalidRequest, NotReady, ServiceNotFound
 from modelstream.gateway.dataplane import DataPlane
+from modelstream.gateway.server import build_gateway
 from modelstream.models.deployment import Deployment, LiveModel, Role
 from modelstream.models.descriptor import Lineage, ModelDescriptor
 from modelstream.models.refs import ModelRef
@@ -183,5 +184,24 @@ def test_a_reply_late_by_less_than_the_grace_is_still_the_answer(
         finally:
             await strict.stop()
             await dp.stop()
+
+    asyncio.run(run())
+
+
+def test_the_gateway_takes_its_grace_from_the_settings(
+    plane: tuple[DataPlane, set[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dp, _ = plane
+    monkeypatch.setenv("MODELSTREAM_GATEWAY_GRACE_MS", "0")
+    settings = Settings(backplane="memory://")
+    _, strict = build_gateway(dp.backplane, settings, dp.registry, gateway_id="gw-env")
+
+    async def run() -> None:
+        await strict.start()
+        try:
+            with pytest.raises(DeadlineExceeded):
+                await strict.infer("svc", body([[1, 2]], id="late-env"))
+        finally:
+            await strict.stop()
 
     asyncio.run(run())
