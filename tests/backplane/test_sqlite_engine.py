@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -78,48 +79,53 @@ def test_threads_share_one_backplane_and_offsets_stay_dense(
         backplane.close()
 
 
-def test_a_second_handle_sees_deletes_and_new_incarnations(
+@pytest.fixture
+def handles(
     tmp_path: Path, settings: Settings
-) -> None:
+) -> Iterator[tuple[SqliteBackplane, SqliteBackplane]]:
+    """Two handles on one directory, as two processes would have (closed at the end)."""
     first, second = SqliteBackplane(tmp_path, settings), SqliteBackplane(tmp_path, settings)
-    name = unique("incarnation")
     try:
-        first.produce(name, [OutRecord(b"old", partition=0)])
-        consumer = second.consumer([name])
-        with closing(consumer):
-            assert [r.value for r in collect(consumer, 1)] == [b"old"]
-            first.delete_topic(name)
-            with pytest.raises(TopicNotFound):
-                second.describe_topic(name)
-            first.create_topic(name, 2)
-            # The second handle produces into the new incarnation, not the deleted file.
-            second.produce(name, [OutRecord(b"new", partition=1)])
-            assert [r.value for r in collect(consumer, 1)] == [b"new"]
-        assert first.describe_topic(name).records == 1
-        assert len(list((tmp_path / "topics").glob(f"{name}-*.db"))) == 1
+        yield first, second
     finally:
         first.close()
         second.close()
+
+
+def test_a_second_handle_sees_deletes_and_new_incarnations(
+    tmp_path: Path, handles: tuple[SqliteBackplane, SqliteBackplane]
+) -> None:
+    first, second = handles
+    name = unique("incarnation")
+    first.produce(name, [OutRecord(b"old", partition=0)])
+    consumer = second.consumer([name])
+    with closing(consumer):
+        assert [r.value for r in collect(consumer, 1)] == [b"old"]
+        first.delete_topic(name)
+        with pytest.raises(TopicNotFound):
+            second.describe_topic(name)
+        first.create_topic(name, 2)
+        # The second handle produces into the new incarnation, not the deleted file.
+        second.produce(name, [OutRecord(b"new", partition=1)])
+        assert [r.value for r in collect(consumer, 1)] == [b"new"]
+    assert first.describe_topic(name).records == 1
+    assert len(list((tmp_path / "topics").glob(f"{name}-*.db"))) == 1
 
 
 def test_offset_commits_and_heartbeats_do_not_reload_the_catalogue(
-    tmp_path: Path, settings: Settings
+    handles: tuple[SqliteBackplane, SqliteBackplane],
 ) -> None:
     # meta.db changes at every commit and heartbeat; re-reading every topic each time
     # cost each role a query per poll and per produce. Only topic changes reload it.
-    first, second = SqliteBackplane(tmp_path, settings), SqliteBackplane(tmp_path, settings)
+    first, second = handles
     name = unique("stamp")
-    try:
-        first.create_topic(name, 1)
-        seen = second.catalog()
-        assert name in seen
-        first.set_group_offsets("g", {TopicPartition(name, 0): 0})
-        assert second.catalog() is seen
-        first.create_topic(f"{name}-2", 1)
-        assert f"{name}-2" in second.catalog()
-    finally:
-        first.close()
-        second.close()
+    first.create_topic(name, 1)
+    seen = second.catalog()
+    assert name in seen
+    first.set_group_offsets("g", {TopicPartition(name, 0): 0})
+    assert second.catalog() is seen
+    first.create_topic(f"{name}-2", 1)
+    assert f"{name}-2" in second.catalog()
 
 
 def test_headers_codec_round_trips() -> None:

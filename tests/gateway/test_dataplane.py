@@ -96,8 +96,7 @@ def plane() -> Iterator[tuple[DataPlane, set[str]]]:
     thread = threading.Thread(target=answerer, args=(backplane, stop, silent))
     thread.start()
     try:
-        grace = settings.gateway_grace_ms
-        yield DataPlane(backplane, settings, StandInRegistry(), "gw-unit", grace_ms=grace), silent
+        yield DataPlane(backplane, settings, StandInRegistry(), "gw-unit"), silent
     finally:
         stop.set()
         thread.join()

@@ -17,8 +17,8 @@ Contracts:
 * **Deadline.** ``parameters.deadline_ms`` when given, else the deployment's
   ``deadline_ms``, counted from when the gateway received the request. The gateway
   answers with the reply when it arrives, or raises ``DeadlineExceeded`` itself once
-  the deadline plus ``grace_ms`` has passed (the rendezvous normally answers first,
-  with its fallback).
+  the deadline plus ``grace_ms`` (default: ``Settings.gateway_grace_ms``) has passed
+  (the rendezvous normally answers first, with its fallback).
 * **Targeted versions.** ``version`` (see :func:`~modelstream.gateway.translate.parse_version`)
   sets the request's ``target`` so that only that model version answers, bypassing the
   rendezvous' choice. The version must be live in the deployment (``NotReady`` if it is
@@ -96,7 +96,7 @@ class DataPlane:
         gateway_id: str,
         *,
         metrics: GatewayMetrics | None = None,
-        grace_ms: int = 100,
+        grace_ms: int | None = None,
         catalog_ttl: float = 1.0,
     ) -> None:
         self.backplane = backplane
@@ -104,7 +104,7 @@ class DataPlane:
         self.gateway_id = check_name("gateway", gateway_id)
         self.catalog = Catalog(registry, catalog_ttl)
         self.metrics = metrics or GatewayMetrics()
-        self._grace_ms = grace_ms
+        self._grace_ms = settings.gateway_grace_ms if grace_ms is None else grace_ms
         self._producer = BatchProducer(backplane, name=f"gateway-producer:{gateway_id}")
         self._listeners: dict[str, ReplyListener] = {}
         self._listener_lock = asyncio.Lock()

@@ -55,14 +55,7 @@ def build_gateway(
     metrics: GatewayMetrics | None = None,
 ) -> tuple[Starlette, DataPlane]:
     """The gateway app and its data plane (started by the app's lifespan)."""
-    plane = DataPlane(
-        backplane,
-        settings,
-        registry,
-        gateway_id,
-        metrics=metrics,
-        grace_ms=settings.gateway_grace_ms,
-    )
+    plane = DataPlane(backplane, settings, registry, gateway_id, metrics=metrics)
     return build_app(plane, services=services, stats=stats), plane
 
 

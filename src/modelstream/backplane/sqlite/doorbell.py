@@ -40,6 +40,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 RELIST_S = 1.0  # writers re-list the bells at least this often
@@ -47,6 +48,19 @@ LOOK_S = 0.02  # and look whether the directory changed at most this often
 LINE_MAX = 4096  # PIPE_BUF on Linux: a write up to this size is never interleaved
 ADVERTISED = ".watch"  # suffix of the file beside a bell naming what its owner waits on
 EVERYTHING = None  # a peer that has not advertised yet: ring it for every file
+
+_every_doorbell: weakref.WeakSet[Doorbell] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for doorbell in list(_every_doorbell):
+        doorbell._forget_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    # Once per process, not a pid check per ring: a forked child must not ring or read
+    # through its parent's descriptors.
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class Doorbell:
@@ -63,9 +77,9 @@ class Doorbell:
         self._own: str | None = None
         self._read_fd: int | None = None
         self._keep_fd: int | None = None  # our own writer: reads never see end-of-file
-        self._pid = os.getpid()
         self._buffer = b""
         self._exit_hook = False
+        _every_doorbell.add(self)
 
     # -- ringing --------------------------------------------------------------------------
 
@@ -75,7 +89,6 @@ class Doorbell:
         if len(line) > LINE_MAX:
             return
         with self._lock:
-            self._forked()
             self._relist()
             gone = []
             for name, (fd, files) in self._peers.items():
@@ -146,14 +159,14 @@ class Doorbell:
         if unlink:
             self._remove(name)
 
-    def _forked(self) -> None:
-        """Forget the parent's descriptors in a forked child (they are the parent's)."""
-        if os.getpid() != self._pid:
-            self._pid = os.getpid()
-            self._peers.clear()
-            self._own = self._read_fd = self._keep_fd = None
-            self._listed_mtime = -1
-            self._look_at = 0.0
+    def _forget_parent(self) -> None:
+        """In a forked child: forget the parent's descriptors and bell (they are its)."""
+        self._lock = threading.Lock()  # the parent's may have been held at the fork
+        self._peers.clear()
+        self._own = self._read_fd = self._keep_fd = None
+        self._buffer = b""
+        self._listed_mtime = -1
+        self._look_at = 0.0
 
     # -- owning a bell --------------------------------------------------------------------
 
@@ -164,7 +177,6 @@ class Doorbell:
         :meth:`close`.
         """
         with self._lock:
-            self._forked()
             if self._read_fd is not None:
                 return self._read_fd
             if not hasattr(os, "mkfifo"):
@@ -211,9 +223,7 @@ class Doorbell:
         while True:
             try:
                 chunk = os.read(fd, 65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
+            except OSError:  # BlockingIOError: drained; anything else: the fallback covers
                 break
             if not chunk:
                 break
