@@ -122,10 +122,13 @@ class Mailbox:
 
     def answers(self) -> list[Answer]:
         """In-time answers (errors included), in arrival order."""
-        return sorted(self._answers.values(), key=lambda a: a.seq)
+        # A dict keeps insertion order, and in-time answers are only ever inserted, in
+        # arrival order (``seq``), so no sort is needed.
+        return list(self._answers.values())
 
     def answered_refs(self) -> tuple[str, ...]:
-        return tuple(a.score.ref for a in self.answers())
+        """Refs of the in-time answers, in arrival order."""
+        return tuple(self._answers)
 
     def late_refs(self) -> tuple[str, ...]:
         return tuple(a.score.ref for a in sorted(self._late.values(), key=lambda a: a.seq))

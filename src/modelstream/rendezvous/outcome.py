@@ -32,25 +32,38 @@ LATE_HEADER = "x-modelstream-late"
 MAX_ERRORS_SHOWN = 4
 
 
-def _missing(mailbox: Mailbox, deployment: Deployment | None) -> tuple[str, ...]:
-    if deployment is None:
-        return ()
-    answered = set(mailbox.answered_refs())
-    return tuple(str(m.ref) for m in deployment.models if str(m.ref) not in answered)
-
-
-def _base(mailbox: Mailbox, policy: str, now: int, deployment: Deployment | None) -> Result:
+def _result(
+    mailbox: Mailbox,
+    policy: str,
+    now: int,
+    deployment: Deployment | None,
+    *,
+    outputs: tuple[Tensor, ...] | None,
+    decision: Decision | None = None,
+    error: str | None = None,
+    fallback: bool = False,
+) -> Result:
+    """The record, built once (a frozen ``Result`` per decision, not one then a copy)."""
     request = mailbox.request
+    answered = mailbox.answered_refs()
+    missing: tuple[str, ...] = ()
+    if deployment is not None:
+        missing = tuple(r for m in deployment.models if (r := str(m.ref)) not in answered)
+    model = decision.model if decision is not None else None
     return Result(
         request_id=request.id,
         service=request.service,
         policy=policy,
-        outputs=None,
+        outputs=outputs,
         deadline=request.deadline,
         decided_at=now,
-        deadline_met=False,
-        answers=mailbox.answered_refs(),
-        missing=_missing(mailbox, deployment),
+        model=None if model is None else model.name,
+        version=None if model is None else model.version,
+        error=error,
+        fallback=fallback,
+        deadline_met=model is not None and error is None and now <= request.deadline,
+        answers=answered,
+        missing=missing,
         # From when the request was sent, else when it reached the rendezvous; never its
         # event_time, which a streamed request sets to when its data happened.
         decided_in_ms=float(max(0, now - mailbox.started_at)),
@@ -63,14 +76,14 @@ def answer_result(
     """The record of a decision that chose a model's answer."""
     if decision.model is None:
         raise ValueError("answer_result needs a decision that chose a model")
-    base = _base(mailbox, policy, now, deployment)
-    return replace(
-        base,
+    return _result(
+        mailbox,
+        policy,
+        now,
+        deployment,
         outputs=decision.outputs,
-        model=decision.model.name,
-        version=decision.model.version,
+        decision=decision,
         error=decision.error,
-        deadline_met=decision.error is None and now <= mailbox.deadline,
     )
 
 
@@ -84,7 +97,6 @@ def fallback_result(
     final: bool = True,
 ) -> Result:
     """The record when no acceptable answer exists: the fallback outputs, or an error."""
-    base = _base(mailbox, policy, now, deployment)
     outputs: tuple[Tensor, ...] | None = None
     error: str | None = None
     if deployment is None:
@@ -106,7 +118,9 @@ def fallback_result(
             why += " (" + "; ".join(failed[:MAX_ERRORS_SHOWN]) + ")"
         prefix = "deadline missed" if final else "no acceptable answer"
         error = f"{prefix}: {why}"
-    return replace(base, outputs=outputs, error=error, fallback=outputs is not None)
+    return _result(
+        mailbox, policy, now, deployment, outputs=outputs, error=error, fallback=outputs is not None
+    )
 
 
 def too_large(result: Result, size: int, limit: int) -> Result:

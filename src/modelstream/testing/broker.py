@@ -125,12 +125,10 @@ class TansuBroker:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Kill the broker and reap it (idempotent); its memory storage is gone after."""
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout_s)
+            # SIGKILL, not SIGTERM: tansu waits out SIGTERM's grace for seconds, and its
+            # memory storage has nothing to flush. A frozen (SIGSTOPped) broker dies too.
+            self.process.kill()
+            self.process.wait(timeout=timeout_s)
         self._log.close()
 
     def __enter__(self) -> TansuBroker:
