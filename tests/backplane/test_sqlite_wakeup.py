@@ -12,7 +12,8 @@ import pytest
 from modelstream.backplane.records import OutRecord
 from modelstream.backplane.sqlite import schema
 from modelstream.backplane.sqlite.engine import SqliteBackplane
-from modelstream.backplane.sqlite.wakeup import Wakeups, wakeups_for, write_lock
+from modelstream.backplane.sqlite.wakeup import Wakeups, wakeups_for
+from modelstream.backplane.sqlite.writelock import write_lock
 from modelstream.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -33,7 +33,7 @@ from modelstream.backplane.records import (
     check_sizes,
     now_ms,
 )
-from modelstream.backplane.sqlite import groups, schema
+from modelstream.backplane.sqlite import groups, schema, writelock
 from modelstream.backplane.sqlite.consumer import SqliteConsumer, to_record
 from modelstream.backplane.sqlite.wakeup import Wakeups, wakeups_for
 from modelstream.errors import BackplaneUnavailable, ConfigurationError, TopicNotFound
@@ -210,7 +210,7 @@ class SqliteBackplane:
 
     def _remove_files(self, file: str) -> None:
         base = self.topic_path(file)
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", writelock.SUFFIX):
             base.with_name(base.name + suffix).unlink(missing_ok=True)
 
     def list_topics(self) -> list[TopicSpec]:

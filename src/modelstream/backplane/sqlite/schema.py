@@ -8,9 +8,10 @@ Invariants the rest of the engine relies on:
   reader that finds the row can open the file read-write without creating anything.
 * Connections are opened in autocommit mode; writers use ``BEGIN IMMEDIATE`` explicitly so
   that the write lock is taken up front (no deadlock between two upgrading readers).
-* Writers of one process first take the file's process-wide lock
-  (:func:`~modelstream.backplane.sqlite.wakeup.write_lock`), so they queue on a lock
-  that hands over at once rather than in SQLite's sleeping busy handler.
+* Writers first take the file's write lock
+  (:func:`~modelstream.backplane.sqlite.writelock.write_lock`: a thread lock, then a
+  ``flock`` shared by the processes), so they queue on locks that hand over at once
+  rather than in SQLite's sleeping busy handler.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import contextlib
 import re
 import sqlite3
 import struct
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from modelstream.backplane.records import Headers, TopicSpec
-from modelstream.backplane.sqlite.wakeup import write_lock
+from modelstream.backplane.sqlite.writelock import WriteLock, write_lock
 from modelstream.errors import BackplaneUnavailable
 
 T = TypeVar("T")
@@ -123,7 +123,7 @@ def unavailable(path: Path, error: BaseException) -> BackplaneUnavailable:
 class Connection(sqlite3.Connection):
     """A connection that knows the process-wide write lock of its file."""
 
-    write_lock: threading.Lock | None = None
+    write_lock: WriteLock | None = None
 
 
 def connect(path: Path, *, create: bool) -> sqlite3.Connection:
@@ -223,7 +223,7 @@ def decode_headers(data: bytes) -> Headers:
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction that holds the database's write lock from its first statement
-    (and, first, the file's process-wide lock when ``conn`` came from :func:`connect`)."""
+    (and, first, the file's :class:`WriteLock` when ``conn`` came from :func:`connect`)."""
     lock = getattr(conn, "write_lock", None)
     with lock if lock is not None else contextlib.nullcontext():
         conn.execute("BEGIN IMMEDIATE")

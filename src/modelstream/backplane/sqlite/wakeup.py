@@ -1,9 +1,9 @@
-"""Waking waiting consumers of the SQLite engine, and serialising a process's writers.
+"""Waking waiting consumers of the SQLite engine.
 
-Both are shared by every :class:`~modelstream.backplane.sqlite.engine.SqliteBackplane`
-object of one process on one directory (looked up with :func:`wakeups_for` and
-:func:`write_lock`), so two backplane objects on the same directory see each other's
-records at once too.
+:class:`Wakeups` is shared by every :class:`~modelstream.backplane.sqlite.engine.SqliteBackplane`
+object of one process on one directory (looked up with :func:`wakeups_for`), so two
+backplane objects on the same directory see each other's records at once too. (Writers
+are serialised by :mod:`modelstream.backplane.sqlite.writelock`.)
 
 * :class:`Wakeups` — a consumer registers a :class:`threading.Event` for the topic
   files it reads, for as long as it is open. A producer of this process calls
@@ -18,10 +18,6 @@ records at once too.
   millisecond (every 5 ms once nothing has changed for 0.2 s). So the cost of waiting
   does not grow with the number of consumer threads, and a record is seen without any
   polling delay.
-* :func:`write_lock` — one :class:`threading.Lock` per database file, taken around every
-  write transaction of this process (:func:`~modelstream.backplane.sqlite.schema.transaction`).
-  Threads of one process then queue on a lock that hands over at once, instead of in
-  SQLite's busy handler, which sleeps for up to 100 ms between retries.
 
 Invariant (no lost wake-up): a waiter sets up its event *before* its last look at the
 records; a commit after that look either sets the event (local producer) or changes a
@@ -52,17 +48,6 @@ DOORBELLS = ".doorbells"  # under the topics directory
 
 _registry_lock = threading.Lock()
 _wakeups: dict[Path, Wakeups] = {}
-_write_locks: dict[Path, threading.Lock] = {}
-
-
-def write_lock(path: Path) -> threading.Lock:
-    """The process-wide lock of the database file ``path`` (see the module docstring)."""
-    key = Path(path).absolute()
-    with _registry_lock:
-        lock = _write_locks.get(key)
-        if lock is None:
-            lock = _write_locks[key] = threading.Lock()
-        return lock
 
 
 def wakeups_for(directory: Path) -> Wakeups:
