@@ -25,7 +25,9 @@ Contract and invariants:
   the lock is the thread lock alone, and SQLite's busy handler decides between
   processes as before.
 * A process that dies holding the lock releases it (the kernel drops the ``flock`` with
-  the process), so a ``kill -9`` mid-commit never blocks the others.
+  the process), so a ``kill -9`` mid-commit never blocks the others. A process *stopped*
+  (SIGSTOP, Ctrl-Z) inside a commit holds the file's other writers up until it resumes,
+  as SQLite's own lock, which it also holds then, would.
 * After ``fork`` the child gets fresh locks and reopens the sidecars: a lock held by a
   parent's thread at the fork is not held in the child, and the child's ``flock`` is on
   its own open file, not the parent's.
