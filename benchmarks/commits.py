@@ -30,6 +30,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from backplane import percentiles
+
 RESULTS = Path(__file__).parent / "results" / "commits.json"
 MODES = ("write lock", "busy handler only")
 
@@ -83,14 +85,11 @@ def one_round(processes: int, commits: int, rate: float, flock: bool) -> list[fl
 
 
 def summary(took: list[float]) -> dict[str, float]:
-    took = sorted(took)
-    n = len(took)
     return {
-        "commits": n,
-        "p50_ms": round(took[n // 2], 3),
-        "p99_ms": round(took[int(n * 0.99)], 3),
-        "max_ms": round(took[-1], 2),
-        "over_1ms_pct": round(100 * sum(1 for t in took if t > 1.0) / n, 2),
+        "commits": len(took),
+        **percentiles(took),
+        "max_ms": round(max(took), 2),
+        "over_1ms_pct": round(100 * sum(1 for t in took if t > 1.0) / len(took), 2),
     }
 
 

@@ -120,10 +120,11 @@ class Mailbox:
         """The in-time answer of exactly this model version, if it arrived."""
         return self._answers.get(str(ref))
 
+    # Both dicts keep insertion order, and answers are only ever inserted, in arrival
+    # order (``seq``): no sort is needed to list them in that order.
+
     def answers(self) -> list[Answer]:
         """In-time answers (errors included), in arrival order."""
-        # A dict keeps insertion order, and in-time answers are only ever inserted, in
-        # arrival order (``seq``), so no sort is needed.
         return list(self._answers.values())
 
     def answered_refs(self) -> tuple[str, ...]:
@@ -131,7 +132,8 @@ class Mailbox:
         return tuple(self._answers)
 
     def late_refs(self) -> tuple[str, ...]:
-        return tuple(a.score.ref for a in sorted(self._late.values(), key=lambda a: a.seq))
+        """Refs of the answers that came after the decision, in arrival order."""
+        return tuple(self._late)
 
     def close(self, now: int) -> None:
         """Mark the mailbox decided at ``now``; it then holds no offsets. Idempotent."""

@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from modelstream.errors import InvalidRequest
 from modelstream.models.deployment import Deployment
+from modelstream.models.refs import ModelRef
 from modelstream.rendezvous.mailbox import Mailbox
 from modelstream.rendezvous.policies import Decision
 from modelstream.wire.results import Result
@@ -39,7 +40,7 @@ def _result(
     deployment: Deployment | None,
     *,
     outputs: tuple[Tensor, ...] | None,
-    decision: Decision | None = None,
+    model: ModelRef | None = None,
     error: str | None = None,
     fallback: bool = False,
 ) -> Result:
@@ -49,7 +50,6 @@ def _result(
     missing: tuple[str, ...] = ()
     if deployment is not None:
         missing = tuple(r for m in deployment.models if (r := str(m.ref)) not in answered)
-    model = decision.model if decision is not None else None
     return Result(
         request_id=request.id,
         service=request.service,
@@ -82,7 +82,7 @@ def answer_result(
         now,
         deployment,
         outputs=decision.outputs,
-        decision=decision,
+        model=decision.model,
         error=decision.error,
     )
 

@@ -61,7 +61,6 @@ class WriteLock:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._unusable = fcntl is None
-        _locks.add(self)
 
     def __enter__(self) -> WriteLock:
         self._thread_lock.acquire()
@@ -124,7 +123,6 @@ class WriteLock:
 
 _registry_lock = threading.Lock()
 _by_path: weakref.WeakValueDictionary[Path, WriteLock] = weakref.WeakValueDictionary()
-_locks: weakref.WeakSet[WriteLock] = weakref.WeakSet()
 
 
 def write_lock(path: Path) -> WriteLock:
@@ -141,7 +139,7 @@ def write_lock(path: Path) -> WriteLock:
 def _after_fork_in_child() -> None:
     global _registry_lock  # noqa: PLW0603 - a lock held by a parent's thread is dead here
     _registry_lock = threading.Lock()
-    for lock in list(_locks):
+    for lock in list(_by_path.values()):
         lock._after_fork()
 
 
