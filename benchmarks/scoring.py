@@ -54,12 +54,14 @@ RESULTS = Path(__file__).parent / "results" / "scoring.json"
 BATCHES = (1, 16, 256)
 
 
-def requests(x: np.ndarray, n: int, start: int = 0) -> list[InferenceRequest]:
+def requests(
+    x: np.ndarray, n: int, start: int = 0, service: str = SERVICE
+) -> list[InferenceRequest]:
     now = now_ms()
     return [
         InferenceRequest(
             f"b{start + i}",
-            SERVICE,
+            service,
             now,
             now + 600_000,
             (array_to_tensor("input", x[(start + i) % len(x)].reshape(1, -1)),),

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         "rendezvous' answer before it answers 'deadline missed' itself (the rendezvous "
         "normally answers first; this bounds the wait when it is down or lagging)",
     )
+    commit_interval_ms: int = Field(
+        default=100,
+        ge=0,
+        description="How often, at most, the scorers and the rendezvous commit their "
+        "consumer offsets while records flow (they also commit when idle and when they "
+        "stop); a crash re-reads about this much more, which they dedupe. 0: after "
+        "every batch",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     archive_dir: Path | None = Field(

@@ -30,7 +30,9 @@ def _row(out: str, name: str) -> str:
     return found.group(1).strip()
 
 
-def _check_story(backplane: str, *, base_install: bool = False) -> None:
+def _check_story(
+    backplane: str, *, base_install: bool = False, extra_env: dict[str, str] | None = None
+) -> None:
     # As a base install runs it (no extras), or as this environment has it.
     runner = [str(BASE_INSTALL)] if base_install else ["-m", "modelstream.cli"]
     done = subprocess.run(
@@ -48,7 +50,7 @@ def _check_story(backplane: str, *, base_install: bool = False) -> None:
         text=True,
         timeout=180,
         check=False,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", **(extra_env or {})},
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
@@ -98,4 +100,5 @@ def test_the_base_install_runner_blocks_exactly_the_extras() -> None:
 @pytest.mark.slow
 def test_the_short_demo_runs_on_kafka(kafka_broker: str) -> None:
     """``--backplane kafka://...``: the same story with every topic on the broker."""
-    _check_story(f"kafka://{kafka_broker}")
+    # A group join on the test broker takes half the session timeout (DESIGN.md).
+    _check_story(f"kafka://{kafka_broker}", extra_env={"MODELSTREAM_SESSION_TIMEOUT_MS": "3000"})

@@ -83,7 +83,10 @@ def running(
         url = f"kafka://{request.getfixturevalue('kafka_broker')}"
     else:
         url = f"sqlite://{tmp_path_factory.mktemp('deadlines')}"
-    settings = Settings(backplane=url, default_partitions=2, max_record_bytes=LIMIT)
+    # session_timeout_ms: a group join on the test broker takes half of it (DESIGN.md).
+    settings = Settings(
+        backplane=url, default_partitions=2, max_record_bytes=LIMIT, session_timeout_ms=3000
+    )
     backplane = open_backplane(settings.backplane, settings)
     registry = Registry(backplane, settings)
     lr, data = onnx_classifier("logreg", seed=0, rows=300)

@@ -241,3 +241,31 @@ def test_a_policy_switch_on_the_deployment_topic_applies_while_running(
     finally:
         rendezvous.stop()
     assert result.policy == "first" and result.ref == CRASHER
+
+
+def test_with_a_long_commit_interval_an_idle_rendezvous_still_commits_what_it_answered(
+    engine: tuple[Backplane, Settings],
+) -> None:
+    backplane, settings = engine
+    settings = settings.model_copy(update={"commit_interval_ms": 3_600_000})
+    deploy(backplane, standard())
+    rendezvous = started(backplane, settings)
+    group = f"{SERVICE}.rendezvous"
+
+    def lag() -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for topic in (TOPICS.requests, TOPICS.scores):
+            infos = {g.group: g for g in backplane.describe_topic(topic).groups}
+            out[topic] = infos[group].total_lag if group in infos else None
+        return out
+
+    try:
+        for i in range(6):
+            send(backplane, f"c{i}", 300, score(f"c{i}", CHAMP, i), score(f"c{i}", CANARY))
+        assert len(answers(backplane, expect=6, settle=0.0)) == 6
+        give_up = time.monotonic() + 5
+        while lag() != {TOPICS.requests: 0, TOPICS.scores: 0} and time.monotonic() < give_up:
+            time.sleep(0.02)
+        assert lag() == {TOPICS.requests: 0, TOPICS.scores: 0}
+    finally:
+        rendezvous.stop()

@@ -17,7 +17,7 @@ from modelstream.wire.tensors import Tensor, array_to_tensor
 from modelstream.wire.topics import ServiceTopics
 
 from .conftest import Env, Models
-from .harness import Watcher, make_request, send, wait_until
+from .harness import Load, Watcher, make_request, send, wait_until
 
 CONFIG = ScorerConfig(max_batch=16, max_wait_ms=1.0, timeout_ms=2000, poll_timeout_s=0.05)
 
@@ -126,3 +126,58 @@ def test_a_promotion_changes_the_role_without_a_reload(
         wait_until(lambda: set(pool.scorers) == {"tree"}, 10, "the lr scorer to stop")
         assert [e.event for e in watcher.events if e.model == "tree"].count("swapped") == 1
     watcher.close()
+
+
+def test_a_long_commit_interval_still_commits_when_idle_and_on_stop(
+    memory_env: Env, onnx_models: Models
+) -> None:
+    """Commits wait for the interval only while records flow: an idle scorer's offsets are
+    current, and a scorer stopped mid-stream commits exactly what it scored."""
+    env = memory_env
+    settings = env.settings.model_copy(update={"commit_interval_ms": 3_600_000})
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 1))
+    requests_topic = ServiceTopics(env.service).requests
+    group = scorer_group(env.service, "lr")
+
+    def committed() -> dict[int, int]:
+        infos = {g.group: g for g in env.backplane.describe_topic(requests_topic).groups}
+        return dict(infos[group].committed) if group in infos else {}
+
+    def next_offsets(ids: set[str]) -> dict[int, int]:
+        """Per partition, one past the last request among ``ids``."""
+        reader = env.backplane.consumer([requests_topic], start="earliest")
+        out: dict[int, int] = {}
+        try:
+            while batch := reader.poll(5000, 0.05):
+                for r in batch:
+                    if r.key is not None and r.key.decode() in ids:
+                        out[r.partition] = max(out.get(r.partition, 0), r.offset + 1)
+        finally:
+            reader.close()
+        return out
+
+    watcher = Watcher(env.backplane, env.service)
+    scorer = Scorer(env.backplane, settings, env.service, "lr", config=CONFIG).start()
+    try:
+        assert scorer.wait_ready(20)
+        first = [make_request(env.service, row) for row in onnx_models.x[:10]]
+        send(env.backplane, env.service, first)
+        watcher.wait_scores({r.id for r in first}, 1, timeout=20)
+        want = next_offsets({r.id for r in first})
+        wait_until(lambda: committed() == want, 10, "the idle scorer to commit")
+
+        def flowing() -> bool:
+            watcher.drain()
+            return len(watcher.scores) > 60
+
+        with Load(env.backplane, env.service, onnx_models.x):
+            wait_until(flowing, 20, "scores under load")
+            scorer.stop()  # mid-stream: records flowed since the last commit
+    finally:
+        scorer.stop()
+        watcher.drain()
+        watcher.close()
+    scored = {s.request_id for s in watcher.scores}
+    assert len(scored) == len(watcher.scores)  # each scored once
+    assert committed() == next_offsets(scored)

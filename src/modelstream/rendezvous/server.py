@@ -17,7 +17,10 @@ second, *late* record, marked with the ``x-modelstream-late`` header and never s
    settings' ``answer_margin()``: 5 ms, 20 ms on Kafka), so the answer can still travel back.
 2. *Never lost*: offsets are committed only after the answers they cover are durable
    (``produce`` returned), and never past a record an open mailbox still needs; a crash
-   makes the group redeliver those records.
+   makes the group redeliver those records. While records flow, commits come at most
+   every ``Settings.commit_interval_ms`` (:class:`~modelstream.backplane.cadence.CommitCadence`;
+   at once when a poll brings nothing, and on stop): a crash re-reads that much more,
+   which rule 3 makes harmless.
 3. *Never twice*: a redelivered request is recognised (open mailbox, recently decided,
    or read back from ``results`` of the same partition when the partition is assigned,
    see :mod:`modelstream.rendezvous.answered`) and ignored.
@@ -46,6 +49,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from modelstream.backplane.cadence import CommitCadence
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import OutRecord, Record, TopicPartition, record_size
 from modelstream.clock import Clock, SystemClock
@@ -135,6 +139,7 @@ class Rendezvous:
         self.failure: BaseException | None = None
         self._owned: set[int] = set()
         self._committed: dict[TopicPartition, int] = {}
+        self._cadence = CommitCadence(settings.commit_interval_ms)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
@@ -243,7 +248,8 @@ class Rendezvous:
         emits.extend(self.book.tick(self._clock.now_ms()))
         if emits:
             self._produce(emits)
-        self._commit(consumer)
+        if self._cadence.due(idle=not records):
+            self._commit(consumer)
 
     def _forget_partitions(self) -> None:
         """Drop every owned partition's state (after a failure mid-step, records polled
@@ -357,6 +363,7 @@ class Rendezvous:
         if offsets:
             consumer.commit(offsets)
             self._committed.update(offsets)
+        self._cadence.committed()
 
     def deployment(self) -> Deployment | None:
         """The deployment in force now (the one the next decision uses)."""

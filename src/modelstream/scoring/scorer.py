@@ -25,7 +25,9 @@ Lifecycle:
   the model answers gets one record on ``<service>.scores`` (key = request id) naming
   the version that computed it, and the header ``x-modelstream-scorer`` naming the scorer
   instance (``host-pid-suffix``: which process of the group owned the partition).
-  Offsets are committed only after the scores (and any dead letters) are durable:
+  Offsets are committed only after the scores (and any dead letters) are durable, at
+  most every ``Settings.commit_interval_ms`` while records flow, at once when a poll
+  brings nothing, and on stop (:class:`~modelstream.backplane.cadence.CommitCadence`):
   delivery is at-least-once, and on any failure the consumer is reopened at the
   committed offsets. Each model call (size, time) and each swap is also reported to
   the ``observer`` (:class:`~modelstream.scoring.events.ScorerObserver`), if any.
@@ -58,7 +60,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from modelstream.backplane.cadence import CommitCadence
 from modelstream.backplane.port import Backplane, Consumer, StartFrom
+from modelstream.backplane.records import TopicPartition
 from modelstream.errors import ConfigurationError, ModelError, ModelNotFound
 from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
@@ -175,6 +179,8 @@ class Scorer:
         self._missing: set[ModelRef] = set()
         self._stop = threading.Event()
         self._assigned = threading.Event()
+        self._cadence = CommitCadence(settings.commit_interval_ms)
+        self._pending: dict[TopicPartition, int] = {}  # durable, not committed yet
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.scored = 0  # requests answered (with outputs or an error)
@@ -353,10 +359,16 @@ class Scorer:
                     # uncommitted is lost, at worst it is scored again.
                     self.loop_errors += 1
                     log.exception("%s: scoring failed; resuming from committed offsets", self.group)
+                    self._pending.clear()
                     close_quietly(consumer)
                     consumer = None
                     self._stop.wait(cfg.retry_backoff_s)
         finally:
+            if consumer is not None:
+                try:
+                    self._commit(consumer)
+                except Exception:  # the next owner re-scores from the last commit
+                    log.warning("%s: the final commit failed", self.group, exc_info=True)
             close_quietly(consumer)
 
     def _step(self, consumer: Consumer) -> None:
@@ -370,6 +382,8 @@ class Scorer:
                 continue  # still inside a timed-out call; dropping it is all we can do
             close_quietly(model)
         if not records:
+            if self._pending:
+                self._commit(consumer)
             return
         active = self._slot.current()  # read once: the whole batch uses this version
         assert active is not None
@@ -387,7 +401,9 @@ class Scorer:
             self.backplane.produce(self.topics.dead_letter, outcome.dead_letters)
         if outcome.scores:
             self.backplane.produce(self.topics.scores, [s.out for s in outcome.scores])
-        consumer.commit(outcome.offsets)
+        self._pending.update(outcome.offsets)
+        if self._cadence.due(idle=False):
+            self._commit(consumer)
         self.scored += len(outcome.scores)
         self._stats.record_scores(s.score for s in outcome.scores)
         try:
@@ -395,3 +411,16 @@ class Scorer:
                 self._observer.scorer_batch(self.service, self.model_name, size, ms / 1000)
         except Exception:  # after the commit: a failing observer must not rescore
             log.exception("%s: the observer failed on a batch", self.group)
+
+    def _commit(self, consumer: Consumer) -> None:
+        """Commit the pending offsets of the partitions this consumer still owns (those of
+        a partition taken away are dropped: its new owner re-scores from the last commit,
+        and a commit for it would be refused on Kafka)."""
+        if not self._pending:
+            return
+        owned = consumer.assignment()
+        offsets = {tp: o for tp, o in self._pending.items() if tp in owned}
+        self._pending.clear()
+        if offsets:
+            consumer.commit(offsets)
+        self._cadence.committed()
