@@ -181,8 +181,8 @@ def serve_modelstream(
 ) -> dict[str, Any]:
     """Publish, deploy and serve (``serve --processes`` if ``processes``); verify,
     measure, then ``after(root, rows, pid)``."""
-    rows = prepare_backplane(root / "bp", challengers, model)
-    server = Server(root / "bp", free_port(), root / "serve.log", processes=processes)
+    rows = prepare_backplane(f"sqlite://{root / 'bp'}", challengers, model)
+    server = Server(f"sqlite://{root / 'bp'}", free_port(), root / "serve.log", processes=processes)
     result: dict[str, Any] = {"serve_options": server.options}
     try:
         server.wait_ready()
@@ -310,7 +310,12 @@ def main() -> None:
             cpu = tree_cpu_seconds(pid)
             requests = args.stream_requests // (3 if args.quick else 1)
             s = run_stream(
-                root / "bp", rows, requests, args.stream_window, args.stream_deadline_ms, 20
+                f"sqlite://{root / 'bp'}",
+                rows,
+                requests,
+                args.stream_window,
+                args.stream_deadline_ms,
+                20,
             )
             answers = max(1, s["answers"])
             s["server_cpu_ms_per_request"] = round(

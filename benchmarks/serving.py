@@ -20,10 +20,14 @@ roles as child processes of one supervising ``serve`` (gateway, rendezvous, scor
 an operator uses every core of one machine, since one process's roles share one
 interpreter lock.
 
+With ``--engine kafka`` every topic is on a tansu broker started on loopback (the suite's
+Kafka-protocol broker) instead of the embedded SQLite backplane.
+
 Prints a table and writes ``benchmarks/results/serving.json`` (``serving-processes.json``
-for the processes layout). Bounded: under 4 minutes.
+for the processes layout; ``-kafka`` is added for Kafka). Bounded: under 4 minutes.
 
     .venv/bin/python benchmarks/serving.py [--quick] [--layout serve|processes]
+        [--engine sqlite|kafka]
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from loadgen import (
     tree_cpu_seconds,
     wait_http_ok,
 )
+from modelstream.testing.broker import TansuBroker
 
 SERVICE = "bench"
 FEATURES = 20
@@ -65,10 +70,10 @@ STREAM_REPLY_TOPIC = f"{SERVICE}.replies.stream-bench"
 
 
 def prepare_backplane(
-    root: Path, challengers: tuple[str, ...] = ("logreg", "tree"), gbm: bytes | None = None
+    url: str, challengers: tuple[str, ...] = ("logreg", "tree"), gbm: bytes | None = None
 ) -> list[list[float]]:
     """Publish and deploy gbm (champion; ``gbm``: its ONNX bytes, trained here if None)
-    and ``challengers``; return a few input rows."""
+    and ``challengers`` on the backplane at ``url``; return a few input rows."""
     from modelstream.backplane.factory import open_backplane
     from modelstream.models.deployment import Policy
     from modelstream.models.refs import ModelRef
@@ -76,7 +81,6 @@ def prepare_backplane(
     from modelstream.settings import Settings
     from modelstream.testing.sklearn import onnx_classifier
 
-    url = f"sqlite://{root}"
     settings = Settings(backplane=url)
     bp = open_backplane(url, settings)
     try:
@@ -101,7 +105,7 @@ def prepare_backplane(
 class Server:
     """``modelstream serve`` in a subprocess."""
 
-    def __init__(self, root: Path, port: int, log: Path, *, processes: bool = False) -> None:
+    def __init__(self, backplane: str, port: int, log: Path, *, processes: bool = False) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("wb")
         exe = Path(sys.executable).with_name("modelstream")
@@ -113,7 +117,7 @@ class Server:
         self.options = [o for o in ("--no-monitor", "--no-archive") if o in usage.stdout]
         if processes:  # every role a child process: gateway, rendezvous, scorers
             self.options.append("--processes")
-        command = [str(exe), "--backplane", f"sqlite://{root}", "serve", "-s", SERVICE]
+        command = [str(exe), "--backplane", backplane, "serve", "-s", SERVICE]
         self.proc = subprocess.Popen(
             [*command, "-p", str(port), *self.options],
             stdout=self._log,
@@ -136,13 +140,12 @@ class Server:
 
 
 def _stream_reader(
-    root: str, ready: Any, answered: Any, out: Any, expect: int, limit_s: float
+    url: str, ready: Any, answered: Any, out: Any, expect: int, limit_s: float
 ) -> None:
     from modelstream.backplane.factory import open_backplane
     from modelstream.settings import Settings
     from modelstream.wire.results import decode_result
 
-    url = f"sqlite://{root}"
     bp = open_backplane(url, Settings(backplane=url))
     consumer = bp.consumer([STREAM_REPLY_TOPIC], start="latest")
     for tp in consumer.assignment():
@@ -167,7 +170,7 @@ def _stream_reader(
 
 
 def _stream_producer(
-    root: str,
+    url: str,
     rows: list[list[float]],
     total: int,
     window: int,
@@ -183,7 +186,6 @@ def _stream_producer(
     from modelstream.wire.requests import InferenceRequest
     from modelstream.wire.tensors import Tensor
 
-    url = f"sqlite://{root}"
     bp = open_backplane(url, Settings(backplane=url))
     tensors = [Tensor("input", "FP32", (1, FEATURES), tuple(r)) for r in rows]
     batch, sent = 500, 0
@@ -214,7 +216,7 @@ def _stream_producer(
 
 
 def run_stream(
-    root: Path, rows: list[list[float]], total: int, window: int, deadline_ms: int, limit_s: float
+    url: str, rows: list[list[float]], total: int, window: int, deadline_ms: int, limit_s: float
 ) -> dict[str, Any]:
     """Stream ``total`` requests with at most ``window`` in flight; answered req/s."""
     ctx = mp.get_context("spawn")
@@ -224,7 +226,7 @@ def run_stream(
     before = load()
     reader = ctx.Process(
         target=_stream_reader,
-        args=(str(root), ready, answered, done, total, limit_s),
+        args=(url, ready, answered, done, total, limit_s),
         daemon=True,
     )
     reader.start()
@@ -232,7 +234,7 @@ def run_stream(
         raise RuntimeError("the stream reader did not start")
     producer = ctx.Process(
         target=_stream_producer,
-        args=(str(root), rows, total, window, deadline_ms, answered, start_at, made),
+        args=(url, rows, total, window, deadline_ms, answered, start_at, made),
         daemon=True,
     )
     producer.start()
@@ -270,8 +272,16 @@ def main() -> None:
         default="serve",
         help="one `modelstream serve` process, or `serve --processes` (a process per role)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("sqlite", "kafka"),
+        default="sqlite",
+        help="the embedded default, or Kafka (a tansu broker started on loopback)",
+    )
     args = parser.parse_args()
-    results = RESULTS if args.layout == "serve" else RESULTS.with_name("serving-processes.json")
+    name = "serving" + ("" if args.layout == "serve" else "-processes")
+    name += "" if args.engine == "sqlite" else f"-{args.engine}"
+    results = RESULTS.with_name(f"{name}.json")
     seconds = 5 if args.quick else 10
     ensure_tools()
     console = Console()
@@ -284,16 +294,24 @@ def main() -> None:
             "models": "gbm@1 (champion, 100 trees, 20 features), logreg@1, tree@1 (challengers)",
             "policy": "preference",
             "deadline_ms": DEADLINE_MS,
-            "backplane": "sqlite",
+            "backplane": args.engine,
             "layout": args.layout,
         },
     }
     server: Server | None = None
+    broker: TansuBroker | None = None
     try:
-        rows = prepare_backplane(root / "bp")
+        if args.engine == "kafka":
+            broker = TansuBroker.start()
+            backplane = broker.url
+            # A group join on tansu takes half the session timeout (DESIGN.md).
+            os.environ.setdefault("MODELSTREAM_SESSION_TIMEOUT_MS", "3000")
+        else:
+            backplane = f"sqlite://{root / 'bp'}"
+        rows = prepare_backplane(backplane)
         port = free_port()
         processes = args.layout == "processes"
-        server = Server(root / "bp", port, root / "serve.log", processes=processes)
+        server = Server(backplane, port, root / "serve.log", processes=processes)
         server.wait_ready()
         report["setup"]["serve_options"] = server.options
         url = f"{server.url}/v2/models/{SERVICE}/infer"
@@ -325,7 +343,7 @@ def main() -> None:
         cpu = cpu_total()
         requests = args.stream_requests // (3 if args.quick else 1)
         report["streaming"] = run_stream(
-            root / "bp", rows, requests, args.stream_window, args.stream_deadline_ms, limit_s=20
+            backplane, rows, requests, args.stream_window, args.stream_deadline_ms, limit_s=20
         )
         report["streaming"]["server_cpu_ms_per_request"] = round(
             (cpu_total() - cpu) * 1000 / max(1, report["streaming"]["answers"]), 3
@@ -337,10 +355,13 @@ def main() -> None:
             logs = sorted(root.glob("serve*.log"))
             text = "".join(f.read_text(errors="replace")[-1000:] for f in logs)
             report["server_log_tail"] = text[-4000:]
+        if broker is not None:
+            broker.stop()
         shutil.rmtree(root, ignore_errors=True)
 
     what = "modelstream serve" if args.layout == "serve" else "modelstream serve --processes"
-    table = Table(title=f"{what} (SQLite, 3 ONNX models, preference, deadline 50 ms)")
+    engine = "SQLite" if args.engine == "sqlite" else "Kafka (tansu)"
+    table = Table(title=f"{what} ({engine}, 3 ONNX models, preference, deadline 50 ms)")
     columns = (
         "phase",
         "offered",
