@@ -5,7 +5,9 @@ live ONNX models of one service (a GradientBoosting champion of 100 trees on 20
 features, a logistic-regression and a decision-tree challenger; preference policy,
 deadline 50 ms), then drives it with load generators that are not our code:
 
-* ``hey`` at a fixed rate (300 and 1,000 req/s): latency p50/p99 and the answers;
+* ``hey`` at a fixed rate: 50 req/s one at a time (the latency floor: nothing queues,
+  so no request waits for a batch), then 300 and 1,000 req/s: latency p50/p99 and the
+  answers;
 * ``wrk`` with a Lua script for POST: peak req/s (2xx answers only);
 * streaming: a producer *process* writes requests straight onto ``bench.requests``
   with a ``reply_to`` topic, keeping at most ``--stream-window`` unanswered (so the
@@ -65,6 +67,7 @@ from modelstream.testing.broker import TansuBroker
 SERVICE = "bench"
 FEATURES = 20
 DEADLINE_MS = 50
+LOW_RATE = (50, 1)  # req/s, hey workers: one request in flight at a time
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 STREAM_REPLY_TOPIC = f"{SERVICE}.replies.stream-bench"
 
@@ -328,7 +331,7 @@ def main() -> None:
             return sum(tree_cpu_seconds(pid) for pid in pids)  # with serve's children
 
         report["fixed_rate"] = []
-        for rate, workers in HEY_RATES:
+        for rate, workers in (LOW_RATE, *HEY_RATES):
             cpu = cpu_total()
             run = run_hey(url, body_file, rate, workers, seconds)
             run["server_cpu_ms_per_request"] = per_request(cpu_total() - cpu, run["status"])

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
         "stop); a crash re-reads about this much more, which they dedupe. 0: after "
         "every batch",
     )
+    batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long a scorer waits, once a request is in hand, for more to fill "
+        "a batch. 0 (the default): it scores what it holds at once, and batches form by "
+        "themselves under load from what queued while it scored, so a lone request pays "
+        "no wait; more trades that much latency for fuller batches",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     archive_dir: Path | None = Field(

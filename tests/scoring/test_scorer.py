@@ -181,3 +181,44 @@ def test_a_long_commit_interval_still_commits_when_idle_and_on_stop(
     scored = {s.request_id for s in watcher.scores}
     assert len(scored) == len(watcher.scores)  # each scored once
     assert committed() == next_offsets(scored)
+
+
+class _Batches:
+    """A scorer observer that records the size of every batch."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def scorer_batch(self, service: str, model: str, size: int, seconds: float) -> None:
+        self.sizes.append(size)
+
+    def model_swapped(self, service: str, model: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("wait_ms", "batches"), [(0.0, [1, 1]), (3_000.0, [2])])
+def test_the_batch_wait_is_the_operators_setting(
+    memory_env: Env, onnx_models: Models, wait_ms: float, batches: list[int]
+) -> None:
+    """By default a lone request is scored at once; ``batch_wait_ms`` holds it that long
+    for more to fill the batch. Both the scorer and the pool take it from the settings."""
+    env = memory_env
+    settings = env.settings.model_copy(update={"batch_wait_ms": wait_ms})
+    assert ScorerConfig().max_wait_ms == 0.0
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 1))
+    watcher = Watcher(env.backplane, env.service)
+    observer = _Batches()
+    pool = ScorerPool(env.backplane, settings, env.service, observer=observer)
+    assert pool.config.max_wait_ms == wait_ms
+    with pool:
+        wait_until(lambda: "lr" in pool.scorers and pool.scorers["lr"].wait_ready(0.1), 20,
+                   "the scorer")  # fmt: skip
+        first, second = (make_request(env.service, row) for row in onnx_models.x[:2])
+        send(env.backplane, env.service, [first])
+        # The first is scored alone unless the scorer waits for the second.
+        wait_until(lambda: bool(observer.sizes) or wait_ms > 0, 10, "the first batch")
+        send(env.backplane, env.service, [second])
+        watcher.wait_scores({first.id, second.id}, 1, timeout=20)
+    watcher.close()
+    assert observer.sizes == batches

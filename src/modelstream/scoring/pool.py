@@ -109,7 +109,7 @@ class ScorerPool:
         self.backplane = backplane
         self.settings = settings
         self.service = service
-        self.config = config or ScorerConfig()
+        self.config = config or ScorerConfig.from_settings(settings)
         self.drain_timeout_s = drain_timeout_s
         self._source = source
         self._follower_factory = follower_factory or registry_follower

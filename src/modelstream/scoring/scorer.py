@@ -20,7 +20,10 @@ Lifecycle:
   gets a ``waiting`` event and loads when the descriptor arrives. A role change of the
   same version needs no reload (``role_changed``).
 * **Scoring.** One consumer group per lane, ``<service>.scorer.<lane>``, on
-  ``<service>.requests``. Records are micro-batched (:mod:`modelstream.scoring.batcher`),
+  ``<service>.requests``. Records are micro-batched (:mod:`modelstream.scoring.batcher`):
+  by default a scorer scores what one poll brings at once (``Settings.batch_wait_ms``
+  is 0), so a lone request waits for nothing and, under load, a batch is what queued
+  while the previous one ran. Batches are
   run with a per-call timeout (:mod:`modelstream.scoring.runner`), and every request
   the model answers gets one record on ``<service>.scores`` (key = request id) naming
   the version that computed it, and the header ``x-modelstream-scorer`` naming the scorer
@@ -107,13 +110,18 @@ class ScorerConfig:
     """Tuning of a scorer; the defaults suit a latency SLA of tens of milliseconds."""
 
     max_batch: int = 256  # requests per batch
-    max_wait_ms: float = 2.0  # how long to wait to fill a batch once a record is in hand
+    max_wait_ms: float = 0.0  # how long to wait to fill a batch once a record is in hand
     timeout_ms: float = 1000.0  # per predict call; the batch gets error scores beyond it
     warm_timeout_ms: float = 30_000.0  # the warm-up of a new version
     expired: Literal["error", "score"] = "error"  # see the module docstring
     poll_timeout_s: float = 0.25  # bounds how long stop() waits for the loop
     start: StartFrom = "earliest"  # where a new group starts: every request is scored
     retry_backoff_s: float = 0.5  # after a backplane failure
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScorerConfig:
+        """The defaults, with what an operator sets (``Settings.batch_wait_ms``)."""
+        return cls(max_wait_ms=settings.batch_wait_ms)
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.timeout_ms <= 0 or self.max_wait_ms < 0:
@@ -163,7 +171,7 @@ class Scorer:
         self.service = service
         self.lane = check_lane(lane)
         self.model_name = lane_name(self.lane)
-        self.config = config or ScorerConfig()
+        self.config = config or ScorerConfig.from_settings(settings)
         self.group = scorer_group(service, self.lane)
         self.id = scorer_id()
         self._headers = ((SCORER_HEADER, self.id.encode()),)
