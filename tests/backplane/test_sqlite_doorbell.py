@@ -146,6 +146,7 @@ def test_a_commit_in_another_process_wakes_the_waiter_through_its_bell(
 ) -> None:
     # The safety-net poll is pushed past the wait below: only the bell can wake it.
     monkeypatch.setattr(wakeup, "FALLBACK_S", 120.0)
+    monkeypatch.setattr(wakeup, "FALLBACK_IDLE_S", 120.0)
     directory, file = topic
     wakeups = Wakeups(directory)
     event = wait_after_first_look(wakeups, file)

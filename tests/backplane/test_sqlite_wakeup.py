@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from modelstream.backplane.records import OutRecord
-from modelstream.backplane.sqlite import schema
+from modelstream.backplane.sqlite import schema, wakeup
 from modelstream.backplane.sqlite.engine import SqliteBackplane
-from modelstream.backplane.sqlite.wakeup import Wakeups, wakeups_for
+from modelstream.backplane.sqlite.wakeup import Wakeups, fallback_interval, wakeups_for
 from modelstream.backplane.sqlite.writelock import write_lock
 from modelstream.settings import Settings
 
@@ -50,6 +51,41 @@ def test_a_commit_through_another_connection_wakes_the_waiter(tmp_path: Path) ->
     wakeups.watch([file], event)
     try:
         assert event.wait(10)  # the watcher's first look counts as a change
+        event.clear()
+        with closing(sqlite3.connect(tmp_path / file, isolation_level=None)) as other:
+            other.execute(schema.INSERT_RECORD, (0, 0, 0, None, b"v", None))
+        assert event.wait(10)
+    finally:
+        wakeups.unwatch([file], event)
+
+
+def test_the_safety_net_is_fast_only_while_a_ring_can_be_lost() -> None:
+    now = 1000.0
+    long_ago = now - 60
+    assert fallback_interval(now, long_ago, long_ago) == wakeup.FALLBACK_IDLE_S
+    assert fallback_interval(now, now - 0.05, long_ago) == wakeup.FALLBACK_S  # rings flow
+    assert fallback_interval(now, long_ago, now - 1.0) == wakeup.FALLBACK_S  # advertised
+    assert wakeup.FRESH_S > 1.0 + 0.02  # a writer re-lists within RELIST_S + LOOK_S
+    assert wakeup.FALLBACK_S < wakeup.FALLBACK_IDLE_S <= 0.1
+
+
+def test_an_idle_watcher_checks_ten_times_a_second_and_still_sees_a_silent_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that rings no bell (another connection) is still seen once the watcher
+    has slowed down, and slowing down is what an idle process costs."""
+    monkeypatch.setattr(wakeup, "FRESH_S", 0.2)
+    file = topic_file(tmp_path)
+    wakeups = Wakeups(tmp_path)
+    event = threading.Event()
+    wakeups.watch([file], event)
+    try:
+        assert event.wait(10)
+        time.sleep(0.5)  # past FRESH_S: the watcher is idle
+        before, start = wakeups.checks, time.monotonic()
+        time.sleep(1.0)
+        rate = (wakeups.checks - before) / (time.monotonic() - start)
+        assert 0 < rate <= 1.5 / wakeup.FALLBACK_IDLE_S  # not 1 / FALLBACK_S = 100
         event.clear()
         with closing(sqlite3.connect(tmp_path / file, isolation_level=None)) as other:
             other.execute(schema.INSERT_RECORD, (0, 0, 0, None, b"v", None))

@@ -21,7 +21,8 @@ Contract and invariants:
 * Ringing never blocks and never raises: a full pipe (its owner is behind, with wake-ups
   pending anyway) drops the line, and any error only costs the owner the latency of its
   fallback poll. Lost rings therefore delay a waiter, never lose a record: the watcher
-  still compares ``data_version`` every :data:`FALLBACK_S`.
+  still compares ``data_version`` (every 10 ms while rings can be lost, every 100 ms
+  otherwise: :func:`~modelstream.backplane.sqlite.wakeup.fallback_interval`).
 * Writers look at the directory's ``mtime`` at most every :data:`LOOK_S` and re-list
   the bells (and re-read what they advertise) when it changed, or at least every
   :data:`RELIST_S`: a bell made, or a file advertised, after a writer's last look is

@@ -13,16 +13,27 @@ are serialised by :mod:`modelstream.backplane.sqlite.writelock`.)
   (:mod:`modelstream.backplane.sqlite.doorbell`). Commits by *other* processes are
   noticed by ONE watcher thread per directory, only while some file is watched: it
   sleeps on this process's doorbell and wakes the waiters of each file rung. As a
-  safety net it also compares ``PRAGMA data_version`` of the watched files every
-  :data:`FALLBACK_S`; where doorbells are unavailable it polls that way every
+  safety net it also compares ``PRAGMA data_version`` of the watched files: every
+  :data:`FALLBACK_S` while a ring can be lost, every :data:`FALLBACK_IDLE_S` otherwise
+  (:func:`fallback_interval`). Where doorbells are unavailable it polls that way every
   millisecond (every 5 ms once nothing has changed for 0.2 s). So the cost of waiting
-  does not grow with the number of consumer threads, and a record is seen without any
-  polling delay.
+  does not grow with the number of consumer threads, a record is seen without any
+  polling delay, and an idle process wakes ten times a second, not a hundred.
 
 Invariant (no lost wake-up): a waiter sets up its event *before* its last look at the
 records; a commit after that look either sets the event (local producer) or changes a
 ``data_version`` the watcher compares with a value read before it (other processes).
-A doorbell only makes that sooner: a lost ring costs at most :data:`FALLBACK_S`.
+A doorbell only makes that sooner: a lost ring costs at most :data:`FALLBACK_S` in the
+two cases where rings are lost (see :mod:`~modelstream.backplane.sqlite.doorbell`):
+
+* a writer has not seen this process's bell, or what it now advertises, yet: it
+  re-lists within ``LOOK_S`` of a change of the directory, at most ``RELIST_S`` after
+  it: for :data:`FRESH_S` after it advertises, the watcher checks fast;
+* the bell's pipe is full because the watcher is behind: that needs rings, so for
+  :data:`IDLE_AFTER_S` after the last ring heard, it checks fast too.
+
+Otherwise (a writer's error writing to the pipe) a ring costs at most
+:data:`FALLBACK_IDLE_S`.
 """
 
 from __future__ import annotations
@@ -43,7 +54,9 @@ log = logging.getLogger(__name__)
 FAST_S = 0.001  # watcher cadence while files change
 SLOW_S = 0.005  # once nothing changed for IDLE_AFTER_S
 IDLE_AFTER_S = 0.2
-FALLBACK_S = 0.01  # data_version checks while a doorbell wakes the watcher
+FALLBACK_S = 0.01  # data_version checks while a ring can be lost (module docstring)
+FALLBACK_IDLE_S = 0.1  # and otherwise, while a doorbell wakes the watcher
+FRESH_S = 2.0  # after advertising: longer than a writer's RELIST_S + LOOK_S
 DOORBELLS = ".doorbells"  # under the topics directory
 
 _registry_lock = threading.Lock()
@@ -58,6 +71,15 @@ def wakeups_for(directory: Path) -> Wakeups:
         if found is None:
             found = _wakeups[key] = Wakeups(key)
         return found
+
+
+def fallback_interval(now: float, last_ring: float, advertised: float) -> float:
+    """How long the watcher may go without comparing ``data_version``: :data:`FALLBACK_S`
+    within :data:`IDLE_AFTER_S` of the last ring heard or :data:`FRESH_S` of the last
+    advertisement (when a ring can be lost), else :data:`FALLBACK_IDLE_S`."""
+    if now - last_ring < IDLE_AFTER_S or now - advertised < FRESH_S:
+        return FALLBACK_S
+    return FALLBACK_IDLE_S
 
 
 class _Watched:
@@ -81,6 +103,8 @@ class Wakeups:
         self._someone_waits = threading.Event()
         self._thread: threading.Thread | None = None
         self.doorbell = Doorbell(directory / DOORBELLS)
+        self._advertised = time.monotonic()  # when writers may not know our files yet
+        self.checks = 0  # data_version comparisons by the watcher (a measure of idle cost)
 
     def changed(self, file: str) -> None:
         """Wake whoever waits on ``file``, here and in other processes (call after a
@@ -128,6 +152,7 @@ class Wakeups:
                 self._thread.start()
             if len(self._files) != before:
                 self.doorbell.advertise(frozenset(self._files))
+                self._advertised = time.monotonic()
         self._someone_waits.set()
 
     def unwatch(self, files: Iterable[str], event: threading.Event) -> None:
@@ -153,6 +178,7 @@ class Wakeups:
                 self._someone_waits.clear()
             if len(self._files) != before:
                 self.doorbell.advertise(frozenset(self._files))
+                self._advertised = time.monotonic()
         for conn in closing:
             conn.close()
 
@@ -198,16 +224,19 @@ class Wakeups:
 
     def _bell_loop(self, bell: int) -> None:
         next_check = 0.0
+        last_ring = -IDLE_AFTER_S
         while True:
             if not self._someone_waits.is_set() and self._idle_end():
                 return
             now = time.monotonic()
             if now >= next_check:
-                self._check()  # the safety net: rings lost to a full pipe
-                next_check = now + FALLBACK_S
+                self._check()  # the safety net: rings lost (see the module docstring)
+                next_check = now + fallback_interval(now, last_ring, self._advertised)
             readable, _, _ = select.select([bell], [], [], max(0.0, next_check - now))
             if readable:
                 self._ring(self.doorbell.heard())
+                last_ring = time.monotonic()
+                next_check = min(next_check, last_ring + FALLBACK_S)
 
     def _ring(self, files: set[str]) -> None:
         """Wake the waiters of ``files`` (named by other processes' rings)."""
@@ -224,6 +253,7 @@ class Wakeups:
         """
         woke = False
         with self._lock:
+            self.checks += 1
             for file, watched in self._files.items():
                 try:
                     if watched.conn is None:
