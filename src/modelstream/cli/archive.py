@@ -15,9 +15,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelstream.archive.archiver import Archiver
-from modelstream.archive.reader import ArchiveReader
-from modelstream.archive.replay import replay
 from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError
@@ -62,6 +59,8 @@ def run(
 
     previous = signal.signal(signal.SIGTERM, _stop)
     with backplane_of(ctx) as backplane:
+        from modelstream.archive.archiver import Archiver  # pyarrow: only when it runs
+
         archiver = Archiver(
             backplane,
             check_name("service", service),
@@ -92,6 +91,8 @@ def ls(
 ) -> None:
     """Rows and files archived per kind and date (before deduplication)."""
     root = settings_of(ctx).archive_root()
+    from modelstream.archive.reader import ArchiveReader  # pandas: only when it runs
+
     summary = ArchiveReader(root).summary(check_name("service", service))
     table = Table("kind", "date", "files", "rows", title=f"archive of {service} in {root}")
     for row in summary.itertuples(index=False):
@@ -116,6 +117,9 @@ def replay_command(
 ) -> None:
     """Re-send archived requests (new ids, fresh deadlines, no reply_to) onto a service."""
     settings = settings_of(ctx)
+    from modelstream.archive.reader import ArchiveReader
+    from modelstream.archive.replay import replay
+
     reader = ArchiveReader(settings.archive_root())
     with backplane_of(ctx) as backplane:
         report = replay(

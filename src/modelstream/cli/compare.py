@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelstream.archive.reader import ArchiveReader
 from modelstream.cli.archive import parse_time
 from modelstream.cli.context import BackplaneOption, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError
 from modelstream.models.refs import ModelRef
-from modelstream.monitoring.compare import Comparison, ModelQuality, Task, compare
 from modelstream.wire.topics import check_name
+
+if TYPE_CHECKING:  # pandas: imported only when a comparison runs
+    from modelstream.monitoring.compare import Comparison, ModelQuality
 
 console = Console()
 
@@ -68,6 +69,9 @@ def compare_command(
     if task not in ("auto", "classification", "regression"):
         raise ConfigurationError("--task must be auto, classification or regression")
     ref_a, ref_b = ModelRef.parse(a), ModelRef.parse(b)
+    from modelstream.archive.reader import ArchiveReader  # pandas: only when it runs
+    from modelstream.monitoring.compare import Task, compare
+
     reader = ArchiveReader(settings_of(ctx).archive_root())
     joined = reader.joined(
         check_name("service", service),

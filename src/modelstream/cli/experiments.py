@@ -23,7 +23,6 @@ from typing import Annotated
 
 import typer
 
-from modelstream.archive.reader import ArchiveReader
 from modelstream.backplane.port import Backplane
 from modelstream.cli.archive import parse_time
 from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
@@ -32,7 +31,6 @@ from modelstream.errors import ConfigurationError
 from modelstream.models.refs import ModelRef
 from modelstream.models.registry import Registry
 from modelstream.rendezvous.policies import QualitySource
-from modelstream.rendezvous.promotion import auto_promote
 from modelstream.rendezvous.rollout import RolloutController, RolloutPlan, RolloutStatus
 from modelstream.rendezvous.tally import ScoreTally
 from modelstream.settings import Settings
@@ -150,6 +148,9 @@ def auto_promote_command(
     backplane_url: BackplaneOption = None,
 ) -> None:
     """Promote a challenger that beats the champion with significance on the archive."""
+    from modelstream.archive.reader import ArchiveReader  # pandas: only when it runs
+    from modelstream.rendezvous.promotion import auto_promote
+
     settings = settings_of(ctx)
     with backplane_of(ctx) as backplane:
         verdict = auto_promote(

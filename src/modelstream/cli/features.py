@@ -12,6 +12,7 @@ are read), or a Parquet file or directory of events. See
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -19,12 +20,14 @@ from rich.console import Console
 from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError, ServiceNotFound
-from modelstream.features import offline
 from modelstream.features.definitions import FeatureSet
 from modelstream.features.records import events_topic
 from modelstream.features.spec import import_feature_set, load_feature_set, resolve_feature_set
 from modelstream.models.registry import Registry
 from modelstream.wire.topics import check_name
+
+if TYPE_CHECKING:
+    from modelstream.features import offline
 
 app = typer.Typer(help="Build feature tables offline.", no_args_is_help=True)
 console = Console()
@@ -79,6 +82,8 @@ def build(
     backplane_url: BackplaneOption = None,
 ) -> None:
     """Replay the feature definitions over an archive into a training table."""
+    from modelstream.features import offline  # pyarrow: only when it runs
+
     check_name("service", service)
     if rows not in ("events", "requests"):
         raise ConfigurationError("--rows must be events or requests")

@@ -14,7 +14,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,8 +22,9 @@ from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
 from modelstream.errors import ConfigurationError
 from modelstream.training.config import TrainerConfig
-from modelstream.training.cycle import CycleResult
-from modelstream.training.trainer import Trainer
+
+if TYPE_CHECKING:  # pandas: imported only when a cycle runs
+    from modelstream.training.cycle import CycleResult
 
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -108,6 +109,8 @@ def train_command(
         sign_key=sign_key,
         feature_set=feature_set,
     )
+    from modelstream.training.trainer import Trainer  # pandas: only when it runs
+
     with backplane_of(ctx) as backplane:
         session = None
         if spark:

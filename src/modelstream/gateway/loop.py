@@ -28,18 +28,21 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modelstream.archive.archiver import Archiver
-from modelstream.archive.reader import ArchiveReader
 from modelstream.backplane.port import Backplane
 from modelstream.errors import ConfigurationError, ModelstreamError, ServiceNotFound
 from modelstream.models.deployment import Role
 from modelstream.models.registry import Registry
 from modelstream.monitoring.config import MonitorConfig
-from modelstream.rendezvous.promotion import PromotionVerdict, auto_promote
 from modelstream.threads import ended
 from modelstream.training.config import TrainerConfig
-from modelstream.training.trainer import Trainer, import_training_stack
+
+if TYPE_CHECKING:
+    # Imported where they run: a role that neither archives, promotes nor trains (a
+    # scorer, the gateway) then never imports pandas and pyarrow, and starts faster.
+    from modelstream.rendezvous.promotion import PromotionVerdict
+    from modelstream.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,8 @@ class ArchiverThread:
     (which flushes, commits and leaves the group)."""
 
     def __init__(self, backplane: Backplane, service: str, root: Path, flush_seconds: float):
+        from modelstream.archive.archiver import Archiver
+
         self.archiver = Archiver(backplane, service, root, flush_seconds=flush_seconds)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"archiver-{service}", daemon=True)
@@ -157,6 +162,8 @@ class Promoter:
         config: LoopConfig,
     ) -> None:
         self._registry = registry
+        from modelstream.archive.reader import ArchiveReader
+
         self._reader = ArchiveReader(archive_root)
         self.services = list(services)
         self.config = config
@@ -186,6 +193,8 @@ class Promoter:
             return None
         window = self.config.promote_window_seconds
         start = None if window is None else datetime.now(UTC) - timedelta(seconds=window)
+        from modelstream.rendezvous.promotion import auto_promote
+
         try:
             verdict = auto_promote(
                 self._registry,
@@ -257,6 +266,8 @@ class TrainerThread:
         """Start the trigger thread; the training stack is imported first (see
         :func:`~modelstream.training.trainer.import_training_stack`)."""
         if self._thread is None:
+            from modelstream.training.trainer import import_training_stack
+
             import_training_stack()
             self._thread = threading.Thread(
                 target=self._loop, name=f"trainer-{self.service}", daemon=True

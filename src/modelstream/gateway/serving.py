@@ -44,7 +44,6 @@ from modelstream.scoring.pool import ScorerPool
 from modelstream.scoring.scorer import Scorer
 from modelstream.scoring.stats import VersionStats
 from modelstream.settings import Settings
-from modelstream.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +141,9 @@ class Serving:
             else None
         )
         trainer_config = self.loop.trainer_config() if trainer else None
+        if trainer_config is not None:
+            # Here, not at the top: a role that does not train never imports pandas.
+            from modelstream.training.trainer import Trainer
         self.trainers = (
             [
                 TrainerThread(Trainer(backplane, settings, s, trainer_config), self.promoter)

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 from modelstream.errors import ConfigurationError
-from modelstream.training.frame import INPUT_TENSOR, InputKind
 from modelstream.wire.topics import check_name
+
+InputKind = Literal["inputs", "features"]
+# The tensor name a converted model takes, per input kind (see scoring/batcher's mapping).
+INPUT_TENSOR: dict[str, str] = {"inputs": "input", "features": "features"}
 
 ChampionScores = Literal["archive", "rescore"]
 

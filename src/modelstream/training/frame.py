@@ -26,18 +26,15 @@ event times) is the holdout, so evaluation never peeks at the future of the trai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from modelstream.errors import ConfigurationError
+from modelstream.training.config import INPUT_TENSOR, InputKind
 
-InputKind = Literal["inputs", "features"]
 LABEL = "label"
-# The tensor name a converted model takes, per input kind (see scoring/batcher's mapping).
-INPUT_TENSOR: dict[str, str] = {"inputs": "input", "features": "features"}
 
 
 @dataclass(frozen=True)
