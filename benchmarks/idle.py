@@ -31,11 +31,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from loadgen import ensure_tools, free_port, load, run_hey
+from loadgen import cpu_seconds, ensure_tools, free_port, load, run_hey
 from serving import FEATURES, SERVICE, Server, prepare_backplane
 
 RESULTS = Path(__file__).parent / "results" / "idle.json"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def descendants(pid: int) -> list[int]:
@@ -57,8 +56,6 @@ def role_of(pid: int) -> str:
 
 def usage(pid: int) -> tuple[float, int]:
     """CPU seconds (user and system) and context switches (all threads) of ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / TICKS
     switches = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -67,7 +64,7 @@ def usage(pid: int) -> tuple[float, int]:
                     switches += int(line.split()[1])
         except OSError:
             continue  # a thread that ended meanwhile
-    return cpu, switches
+    return cpu_seconds(pid), switches
 
 
 def measure(pids: dict[str, int], run: Any) -> dict[str, dict[str, float]]:

@@ -151,8 +151,7 @@ class Wakeups:
                 )
                 self._thread.start()
             if len(self._files) != before:
-                self.doorbell.advertise(frozenset(self._files))
-                self._advertised = time.monotonic()
+                self._advertise()
         self._someone_waits.set()
 
     def unwatch(self, files: Iterable[str], event: threading.Event) -> None:
@@ -177,10 +176,15 @@ class Wakeups:
             if not self._files:
                 self._someone_waits.clear()
             if len(self._files) != before:
-                self.doorbell.advertise(frozenset(self._files))
-                self._advertised = time.monotonic()
+                self._advertise()
         for conn in closing:
             conn.close()
+
+    def _advertise(self) -> None:
+        """Tell writers what this process now waits on (call under the lock); until they
+        have re-listed, a ring can be lost, so the watcher checks fast for a while."""
+        self.doorbell.advertise(frozenset(self._files))
+        self._advertised = time.monotonic()
 
     # -- the watcher thread -------------------------------------------------------------
 
