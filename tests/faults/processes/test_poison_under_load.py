@@ -1,6 +1,6 @@
 """Poison records on every topic the roles read, under steady load, on SQLite and Kafka.
 
-On the process-per-role stack of :mod:`.stack` (both services, every role a process of
+On the process-per-role stack of :mod:`tests.faults.stack` (both services, every role a process of
 its own), with the steady stream and HTTP load of :class:`~.phase.Steady` running, three
 poison records go onto each topic a role reads: truncated JSON, valid JSON of no topic's
 schema (on ``events``, where this stack's feature set only counts, JSON that is no
@@ -40,11 +40,10 @@ from modelstream.backplane.records import Delivered, OutRecord
 from modelstream.wire.codec import MAX_RECORD_BYTES
 from modelstream.wire.deadletter import KEPT_BYTES
 from modelstream.wire.topics import ServiceTopics
-
-from .conftest import Reliability
-from .phase import Steady, counts, not_by_model, settle
-from .poison_roles import FIELD_NAMED, SYNTAX_REASON, WRONG_SCHEMA
-from .stack import Stack
+from tests.faults.conftest import Reliability
+from tests.faults.phase import Steady, counts, not_by_model, settle
+from tests.faults.poison_roles import FIELD_NAMED, SYNTAX_REASON, WRONG_SCHEMA
+from tests.faults.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

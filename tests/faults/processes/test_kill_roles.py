@@ -1,7 +1,7 @@
 """kill -9 each role in turn under steady load, restart it: nothing acknowledged is lost.
 
 For each backplane (SQLite, Kafka) one stack runs every role as a process of its own
-(:mod:`.stack`), and each test here, for one role, does what a crash and a supervisor
+(:mod:`tests.faults.stack`), and each test here, for one role, does what a crash and a supervisor
 would: under steady load (stream clients onto the backplane, HTTP clients on two
 gateways), SIGKILL the role's process, leave it down for a second, start the same
 command again, keep the load on until the restarted process has served, then stop the
@@ -37,11 +37,10 @@ import pytest
 from modelstream.archive.reader import ArchiveReader
 from modelstream.backplane.records import now_ms
 from modelstream.wire.topics import ServiceTopics
-
-from .conftest import Reliability
-from .phase import Steady, counts, not_by_model, settle
-from .stack import ROLES, Stack, wait_until
-from .traffic import Tally
+from tests.faults.conftest import Reliability
+from tests.faults.phase import Steady, counts, not_by_model, settle
+from tests.faults.stack import ROLES, Stack, wait_until
+from tests.faults.traffic import Tally
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
