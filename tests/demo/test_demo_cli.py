@@ -60,7 +60,7 @@ def _check_story(
     steps = [m.group(1) for m in re.finditer(r"^\s*[\d.]+s (\w+): ", out, re.MULTILINE)]
     for milestone in ("served", "drifted", "alerted"):
         assert milestone in steps, out
-    assert steps.index("served") < steps.index("drifted") < steps.index("alerted")
+    assert steps.index("served") < steps.index("drifted") < steps.index("alerted"), out
     assert "failures are now preceded by rising vibration" in out
     # The summary: everything sent got an HTTP answer; the fleet's late data was counted.
     assert int(_row(out, "requests sent")) >= 200

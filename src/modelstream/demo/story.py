@@ -5,7 +5,9 @@
 * **the world**: every simulated minute it advances the :class:`~.fleet.Fleet` to the
   current event time, writes the readings that reach the stream (some out of order,
   some late) onto ``<service>.events``, writes the labels that became known onto
-  ``<service>.labels`` (by request id), and at ``drift_at_s`` changes the world;
+  ``<service>.labels`` (by request id), and at ``drift_at_s`` changes the world (not
+  before the first answer was served: the story's 'before the drift' needs answers, and
+  on a busy machine the first one can come late);
 * **the watcher**: every second it reads the monitor (the champion's measured quality,
   new alerts), the deployment timeline, and the loop's promotions. After the drift, the
   first alert makes it retrain: once enough labels about requests since the drift have
@@ -126,7 +128,8 @@ class Story:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._t0 = time.monotonic()
-        self._drifted_at_ms: int | None = None
+        self._drifted_at_ms: int | None = None  # event time of the drift
+        self._drifted_at_s: float | None = None  # and when it came (as ``elapsed()``)
         self._retrained = False
         self._next_retrain = 0.0
         self._promoted_at: float | None = None
@@ -149,6 +152,18 @@ class Story:
 
     def reached(self, kind: str) -> bool:
         return any(m.kind == kind for m in self.milestones)
+
+    @property
+    def drifted_at_s(self) -> float | None:
+        """When the world drifted (as ``elapsed()``), or ``None`` before it has."""
+        return self._drifted_at_s
+
+    def _due_to_drift(self) -> bool:
+        return (
+            self._drifted_at_ms is None
+            and self.elapsed() >= self.drift_at_s
+            and self.reached(SERVED)
+        )
 
     @property
     def promoted_at_s(self) -> float | None:
@@ -195,10 +210,10 @@ class Story:
             next_tick += minute
 
     def _tick(self, t: int) -> None:
-        if self._drifted_at_ms is None and self.elapsed() >= self.drift_at_s:
+        if self._due_to_drift():
             with self._lock:
                 self.fleet.drift()
-            self._drifted_at_ms = t
+            self._drifted_at_ms, self._drifted_at_s = t, self.elapsed()
             self.milestone(
                 DRIFTED,
                 "the world drifted: failures are now preceded by rising vibration, "
@@ -285,7 +300,9 @@ class Story:
         if self._retrained or self._drifted_at_ms is None or now < self._next_retrain:
             return
         scheduled = not self.reached(ALERTED)
-        if scheduled and now < self.retrain_by_s:
+        # A drift that waited for the first answer moves the schedule with it.
+        late = (self._drifted_at_s or self.drift_at_s) - self.drift_at_s
+        if scheduled and now < self.retrain_by_s + late:
             return
         if not self.serving.trainers:
             return
@@ -346,11 +363,12 @@ class Story:
         the promotion), and after the promotion."""
         phases = [Phase("before the drift"), Phase("after the drift"), Phase("after promotion")]
         promoted = self._promoted_at
+        drifted = self.drifted_at_s
         for request_id, answer in list(answers.items()):
             truth = self.truth.get(request_id)
             if truth is None or answer.label is None:
                 continue
-            if answer.sent_s < self.drift_at_s:
+            if drifted is None or answer.sent_s < drifted:
                 phase = phases[0]
             elif promoted is None or answer.sent_s < promoted:
                 phase = phases[1]
