@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from modelstream.testing.broker import TansuBroker
-
-# pytest-xdist's workers inherit COLUMNS=80 from it. The CLI's Rich consoles read COLUMNS
-# once, when their module is imported (at collection), which would then fix every table
-# of a worker at 80 columns whatever width a test asks of its CliRunner. Without it, a
-# worker renders as a serial run does.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ.pop("COLUMNS", None)
-    os.environ.pop("LINES", None)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,6 @@ EXTRA_ONLY: dict[str, str | None] = {
     "playwright": "playwright",
     "pytest": "pytest",
     "pytest-timeout": "pytest_timeout",
-    "pytest-xdist": "xdist",
     "ruff": "ruff",
     "schemathesis": "schemathesis",
     "types-PyYAML": None,

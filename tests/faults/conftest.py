@@ -12,7 +12,6 @@ figures of the others); ``benchmarks/reliability_report.py`` renders that file i
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -37,23 +36,19 @@ class Reliability:
         self.entries[test_id] = {**figures, "at": datetime.now(UTC).isoformat(timespec="seconds")}
 
     def write(self, path: Path = REPORT) -> None:
-        """Merge this session's entries into ``path``. Under a lock on a side file: with
-        pytest-xdist every worker is a session of its own, and each merges its share."""
         if not self.entries:
             return
+        old: dict[str, Any] = {}
+        if path.exists():
+            old = json.loads(path.read_text()).get("tests", {})
+        merged = {**old, **self.entries}
+        doc = {
+            "machine": f"{platform.system()} {platform.machine()}, "
+            f"python {platform.python_version()}",
+            "tests": dict(sorted(merged.items())),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.with_suffix(".lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            old: dict[str, Any] = {}
-            if path.exists():
-                old = json.loads(path.read_text()).get("tests", {})
-            merged = {**old, **self.entries}
-            doc = {
-                "machine": f"{platform.system()} {platform.machine()}, "
-                f"python {platform.python_version()}",
-                "tests": dict(sorted(merged.items())),
-            }
-            path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
 @pytest.fixture(scope="session")
