@@ -299,10 +299,12 @@ class Story:
     def _maybe_retrain(self, now: float) -> None:
         if self._retrained or self._drifted_at_ms is None or now < self._next_retrain:
             return
+        # The schedule is planned from drift_at_s; it runs from when the world drifted
+        # (later, if the drift waited for the first answer).
         scheduled = not self.reached(ALERTED)
-        # A drift that waited for the first answer moves the schedule with it.
-        late = (self._drifted_at_s or self.drift_at_s) - self.drift_at_s
-        if scheduled and now < self.retrain_by_s + late:
+        after_drift = self.retrain_by_s - self.drift_at_s
+        drifted = self._drifted_at_s
+        if scheduled and drifted is not None and now - drifted < after_drift:
             return
         if not self.serving.trainers:
             return
