@@ -70,9 +70,15 @@ class Sent:
 
 
 def paced(index: int, rate: float, start: float, stop: threading.Event) -> bool:
-    """Wait for slot ``index``; ``False`` once told to stop."""
+    """Wait for slot ``index``; ``False`` once told to stop.
+
+    A sender behind its schedule (a loaded machine) does not wait, but still checks
+    ``stop``: otherwise it would run on to its time limit after the test stopped it.
+    """
     delay = start + index / rate - time.monotonic()
-    return not (delay > 0 and stop.wait(delay))
+    if delay > 0:
+        return not stop.wait(delay)
+    return not stop.is_set()
 
 
 class StreamLoad:
