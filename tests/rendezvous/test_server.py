@@ -32,6 +32,11 @@ pytestmark = pytest.mark.integration
 
 TOPICS = ServiceTopics(SERVICE)
 REPLIES = TOPICS.replies("gw1")
+# How late past its deadline a decision may be stamped here. The rendezvous decides 5 ms
+# before the deadline, by a timer; on a machine busy with the rest of the suite the timer
+# can wake later than that. The tests check that a request is decided *at* its deadline
+# (not held until the end of the test, nor lost), not the machine's scheduling.
+LATE_OK_MS = 250
 CHAMP, CRASHER, HANGER, CANARY = "gbm@3", "lr@2", "mlp@1", "dummy@1"
 
 
@@ -101,7 +106,7 @@ def test_every_request_is_answered_once_by_its_deadline_despite_a_hanging_and_a_
     assert Counter(r.request_id for r in results) == {f"r{i}": 1 for i in range(12)}
     assert len(replies) == 12
     for result in results:
-        assert result.decided_at <= result.deadline  # decided by the deadline, on the clock
+        assert result.decided_at <= result.deadline + LATE_OK_MS  # by the deadline
         if int(result.request_id[1:]) % 2 == 0:
             assert result.ref == CHAMP and result.deadline_met
         else:  # only the crasher and the canary answered: an explicit miss
@@ -185,6 +190,7 @@ def test_a_restart_after_a_crash_answers_no_request_twice_and_loses_none(
     finally:
         first.stop(commit=False)
     second = started(backplane, settings)
+    second_at = now_ms()  # it is running: a deadline already passed is decided at once
     try:
         for i in range(4):
             send(backplane, f"c{i}", 1_000, score(f"c{i}", CHAMP, 1))
@@ -199,7 +205,9 @@ def test_a_restart_after_a_crash_answers_no_request_twice_and_loses_none(
     assert second.stats["rebuilt_answered"] >= 8
     for result in results:
         if result.request_id.startswith("b"):  # answered by the second instance, at the deadline
-            assert result.error is not None and result.decided_at <= result.deadline
+            assert result.error is not None and result.error.startswith("deadline missed")
+            due = max(result.deadline, second_at)
+            assert result.deadline - 50 <= result.decided_at <= due + LATE_OK_MS
 
 
 def test_requests_whose_deadline_passed_while_down_are_answered_at_once(
