@@ -51,10 +51,10 @@ pytestmark = pytest.mark.integration
 
 DEADLINE_MS = 250  # of hang and hangfb
 # How long past the deadline the gateway waits for the rendezvous' answer. Its default,
-# 100 ms, is for a machine that serves; a machine that runs the test suite beside it can
-# stall both for longer than that (a collection of a large heap, the other half of the
-# suite), and the gateway's own 504 would then stand in for the rendezvous' answer that
-# this module checks.
+# 100 ms, is for a machine that serves; in a test process that has run most of the suite
+# before this module, a stall can outlast it (such as a collection of a large heap), and
+# the gateway's own 504 would then stand in for the rendezvous' answer that this module
+# checks.
 GRACE_MS = 400
 MARGIN_S = 0.500  # response time allowed beyond the deadline (a loaded CI machine)
 HANG_MS = 1200  # SlowModel: longer than every deadline (and it warms up once at load)
