@@ -17,10 +17,11 @@ second, *late* record, marked with the ``x-modelstream-late`` header and never s
    settings' ``answer_margin()``: 5 ms, 20 ms on Kafka), so the answer can still travel back.
 2. *Never lost*: offsets are committed only after the answers they cover are durable
    (``produce`` returned), and never past a record an open mailbox still needs; a crash
-   makes the group redeliver those records. While records flow, commits come at most
-   every ``Settings.commit_interval_ms`` (:class:`~modelstream.backplane.cadence.CommitCadence`;
-   at once when a poll brings nothing, and on stop): a crash re-reads that much more,
-   which rule 3 makes harmless.
+   makes the group redeliver those records, and so does a rebalance: every partition the
+   member takes over (even one given back to it) is read from the committed offset.
+   While records flow, commits come at most every ``Settings.commit_interval_ms``
+   (:class:`~modelstream.backplane.cadence.CommitCadence`; at once when a poll brings
+   nothing, and on stop): a crash re-reads that much more, which rule 3 makes harmless.
 3. *Never twice*: a redelivered request is recognised (open mailbox, recently decided,
    or read back from ``results`` of the same partition when the partition is assigned,
    see :mod:`modelstream.rendezvous.answered`) and ignored.
@@ -144,7 +145,6 @@ class Rendezvous:
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
         self._commit_on_stop = True
-        self._rewind = False  # after a backplane failure: re-read owned partitions
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -240,10 +240,11 @@ class Rendezvous:
         if wake is not None:
             timeout = min(timeout, max(0.0, (wake - self._clock.now_ms()) / 1000))
         records = consumer.poll(max_records=500, timeout=timeout)
-        self._sync_assignment(consumer)
+        taken = self._sync_assignment(consumer)
         emits: list[Emit] = []
         for record in records:
-            if record.partition in self._owned:
+            # A partition just taken over is read again from its committed offset.
+            if record.partition in self._owned and record.partition not in taken:
                 emits.extend(self._handle(record))
         emits.extend(self.book.tick(self._clock.now_ms()))
         if emits:
@@ -258,9 +259,17 @@ class Rendezvous:
         self.book.drop_partitions(self._owned)
         self._owned = set()
         self._committed = {}
-        self._rewind = True
 
-    def _sync_assignment(self, consumer: Consumer) -> None:
+    def _sync_assignment(self, consumer: Consumer) -> set[int]:
+        """Follow the consumer's assignment; the partitions taken over, which are rewound.
+
+        A partition taken over is read again from the group's committed offset, never from
+        where the consumer happens to be: its mailboxes were dropped (or never held here),
+        and the commit never passed a record they needed. That holds for a partition that
+        comes back to this member, too: on Kafka a rebalance revokes every partition and
+        assigns the member's share polls later, and the consumer then goes on from where it
+        was, past the requests of the mailboxes dropped in between.
+        """
         owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.topics.requests}
         gone, new = self._owned - owned, owned - self._owned
         if gone:
@@ -269,8 +278,7 @@ class Rendezvous:
         if new:
             tps = [TopicPartition(self.topics.requests, p) for p in new]
             committed = {tp.partition: off for tp, off in consumer.committed(tps).items()}
-            if self._rewind:
-                self._seek_committed(consumer, new)
+            self._seek_committed(consumer, new)
             now = self._clock.now_ms()
             ids = answered_ids(
                 self._bp,
@@ -285,6 +293,7 @@ class Rendezvous:
                 self.book.mark_answered(rid, now)
             self.stats["rebuilt_answered"] += len(ids)
         self._owned = owned
+        return new
 
     def _seek_committed(self, consumer: Consumer, partitions: set[int]) -> None:
         """Move ``partitions`` of requests and scores back to the group's committed offsets."""
@@ -301,7 +310,6 @@ class Rendezvous:
                 consumer.seek_to_beginning([tp])
             else:
                 consumer.seek(tp, offset)
-        self._rewind = False
 
     def _handle(self, record: Record) -> list[Emit]:
         now = self._clock.now_ms()
@@ -368,6 +376,11 @@ class Rendezvous:
     def deployment(self) -> Deployment | None:
         """The deployment in force now (the one the next decision uses)."""
         return self._deployment()
+
+    @property
+    def owned(self) -> frozenset[int]:
+        """The partitions of ``requests`` this member holds mailboxes for now."""
+        return frozenset(self._owned)
 
     def wait_until_assigned(self, timeout: float = 10.0) -> bool:
         """Block until this member owns at least one partition of ``requests`` (on Kafka, a
