@@ -235,6 +235,7 @@ class Tally:
         self.answers: Counter[str] = Counter()
         self.answered_at: dict[str, int] = {}  # first answer, as observed here (wall ms)
         self.kind_of: dict[str, str] = {}  # request id -> model / fallback / error
+        self.not_by_model: dict[str, str] = {}  # request id -> what its answer said
         self.replies: Counter[str] = Counter()  # request id -> replies on reply_to
         self.late_notes = 0
         self.undecodable = 0
@@ -273,6 +274,12 @@ class Tally:
             self.answered_at[result.request_id] = now
             kind = "fallback" if result.fallback else "error" if result.error else "model"
             self.kind_of[result.request_id] = kind
+            if kind != "model":
+                late_ms = result.decided_at - result.deadline
+                self.not_by_model[result.request_id] = (
+                    f"{kind} ({result.error or 'no error'}), decided {late_ms:+d} ms from its "
+                    f"deadline, answers {list(result.answers)}, missing {list(result.missing)}"
+                )
 
     def read(self, fn: Callable[[Tally], T]) -> T:
         with self._lock:
