@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from modelstream.models.deployment import Role
 from modelstream.rendezvous.outcome import LATE_HEADER
 from modelstream.rendezvous.server import Rendezvous
 from modelstream.settings import Settings
+from modelstream.testing.broker import TansuBroker
 from modelstream.wire.results import decode_result
 from modelstream.wire.topics import ServiceTopics
 from tests.rendezvous.factories import deployment, read_all, request, score
@@ -41,11 +43,21 @@ HELD = 24  # requests held open across the rebalance, on both partitions
 def engine(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Backplane, Settings, ServiceTopics]]:
-    """A backplane, and a service of this test's own (on Kafka, the session's broker)."""
-    if request.param == "kafka":
-        url = f"kafka://{request.getfixturevalue('kafka_broker')}"
-    else:
-        url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/bp"
+    """A backplane, and a service of this test's own.
+
+    On Kafka, a tansu broker of its own: the fault tests' stack, started later on the
+    session's broker, was not ready within 180 s after this test had run there (twice;
+    not yet understood, see the closing note of stop 21).
+    """
+    with ExitStack() as stack:
+        if request.param == "kafka":
+            url = stack.enter_context(TansuBroker.start()).url
+        else:
+            url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/bp"
+        yield from _opened(url)
+
+
+def _opened(url: str) -> Iterator[tuple[Backplane, Settings, ServiceTopics]]:
     settings = Settings(backplane=url, default_partitions=2, session_timeout_ms=3000)
     backplane = open_backplane(url, settings)
     topics = ServiceTopics(f"rebalance-{uuid.uuid4().hex[:6]}")

@@ -139,6 +139,9 @@ class Rendezvous:
         self.stats: Counter[str] = Counter()
         self.failure: BaseException | None = None
         self._owned: set[int] = set()
+        # Partitions whose mailboxes this member dropped (revoked, or after a failure):
+        # when one is taken over again, it is read again from the committed offset.
+        self._dropped: set[int] = set()
         self._committed: dict[TopicPartition, int] = {}
         self._cadence = CommitCadence(settings.commit_interval_ms)
         self._stop = threading.Event()
@@ -257,28 +260,35 @@ class Rendezvous:
         may not have reached the book, and answers decided may not be durable): the next
         step takes every partition over again from its committed offset."""
         self.book.drop_partitions(self._owned)
+        self._dropped |= self._owned
         self._owned = set()
         self._committed = {}
 
     def _sync_assignment(self, consumer: Consumer) -> set[int]:
-        """Follow the consumer's assignment; the partitions taken over, which are rewound.
+        """Follow the consumer's assignment; return the partitions rewound.
 
-        A partition taken over is read again from the group's committed offset, never from
-        where the consumer happens to be: its mailboxes were dropped (or never held here),
-        and the commit never passed a record they needed. That holds for a partition that
-        comes back to this member, too: on Kafka a rebalance revokes every partition and
-        assigns the member's share polls later, and the consumer then goes on from where it
-        was, past the requests of the mailboxes dropped in between.
+        A partition taken over whose mailboxes this member dropped is read again from the
+        group's committed offset, never from where the consumer happens to be: the commit
+        never passed a record those mailboxes needed. That is the case after a failure,
+        and for a partition that comes back to this member after a revocation: on Kafka a
+        rebalance revokes every partition and assigns the member's share polls later, and
+        the consumer then goes on from where it was, past the requests of the mailboxes
+        dropped in between. (A partition new to this member starts at the committed
+        offset anyway.)
         """
         owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.topics.requests}
         gone, new = self._owned - owned, owned - self._owned
+        rewound = new & self._dropped
         if gone:
             self.book.drop_partitions(gone)
+            self._dropped |= gone
             self._committed = {tp: o for tp, o in self._committed.items() if tp.partition in owned}
         if new:
             tps = [TopicPartition(self.topics.requests, p) for p in new]
             committed = {tp.partition: off for tp, off in consumer.committed(tps).items()}
-            self._seek_committed(consumer, new)
+            self._dropped -= new
+            if rewound:
+                self._seek_committed(consumer, rewound)
             now = self._clock.now_ms()
             ids = answered_ids(
                 self._bp,
@@ -293,7 +303,7 @@ class Rendezvous:
                 self.book.mark_answered(rid, now)
             self.stats["rebuilt_answered"] += len(ids)
         self._owned = owned
-        return new
+        return rewound
 
     def _seek_committed(self, consumer: Consumer, partitions: set[int]) -> None:
         """Move ``partitions`` of requests and scores back to the group's committed offsets."""
