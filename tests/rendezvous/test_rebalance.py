@@ -11,9 +11,8 @@ they would never be answered.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from modelstream.settings import Settings
 from modelstream.testing.broker import TansuBroker
 from modelstream.wire.results import decode_result
 from modelstream.wire.topics import ServiceTopics
+from tests.faults.stack import wait_until
 from tests.rendezvous.factories import deployment, read_all, request, score
 
 pytestmark = pytest.mark.integration
@@ -67,13 +67,6 @@ def _opened(url: str) -> Iterator[tuple[Backplane, Settings, ServiceTopics]]:
     backplane.close()
 
 
-def wait_for(what: str, condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    give_up = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < give_up, f"{what}: not within {timeout_s:.0f} s"
-        time.sleep(0.05)
-
-
 def test_requests_held_across_a_rebalance_are_answered_by_the_model(
     engine: tuple[Backplane, Settings, ServiceTopics],
 ) -> None:
@@ -86,21 +79,22 @@ def test_requests_held_across_a_rebalance_are_answered_by_the_model(
     first.start()
     second: Rendezvous | None = None
     try:
-        wait_for("both partitions at the first member", lambda: first.owned == {0, 1})
+        wait_until("both partitions at the first member", lambda: first.owned == {0, 1}, 30)
         ids = [f"held-{i}" for i in range(HELD)]
         for rid in ids:  # no score yet: the champion is waited for until the deadline
             req = replace(request(rid, now_ms(), 60_000), service=service)
             backplane.produce(topics.requests, [OutRecord(req.encode(), req.key)])
-        wait_for("every request read", lambda: first.stats["requests"] >= HELD)
+        wait_until("every request read", lambda: first.stats["requests"] >= HELD, 30)
 
         # A second member joins: each ends with one partition, and the first member's
         # comes back to it after the revocation.
         second = Rendezvous(backplane, settings, service)
         second.start()
         joined = second
-        wait_for(
+        wait_until(
             "the partitions shared between the two members",
             lambda: len(first.owned) == 1 and len(joined.owned) == 1,
+            30,
         )
         scores = [OutRecord(score(rid, CHAMP).encode(), rid.encode()) for rid in ids]
         backplane.produce(topics.scores, scores)

@@ -243,11 +243,11 @@ class Rendezvous:
         if wake is not None:
             timeout = min(timeout, max(0.0, (wake - self._clock.now_ms()) / 1000))
         records = consumer.poll(max_records=500, timeout=timeout)
-        taken = self._sync_assignment(consumer)
+        rewound = self._sync_assignment(consumer)
         emits: list[Emit] = []
         for record in records:
-            # A partition just taken over is read again from its committed offset.
-            if record.partition in self._owned and record.partition not in taken:
+            # A partition just rewound is read again from its committed offset.
+            if record.partition in self._owned and record.partition not in rewound:
                 emits.extend(self._handle(record))
         emits.extend(self.book.tick(self._clock.now_ms()))
         if emits:
