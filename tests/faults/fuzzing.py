@@ -5,7 +5,7 @@ per core, each with its own share of the operations): generating the requests co
 more CPU than answering them, so the generation is what is spread over the cores, while
 the server under test keeps running in the test's own process.
 
-Per operation, ``per_operation`` cases drawn from its positive and negative strategies,
+Per operation, ``budget[operation]`` cases drawn from its positive and negative strategies,
 with path parameters steered part of the time to real names (so the handlers behind the
 404s are reached) and a valid model body now and then for publishing; each sent with a
 good token, none, or a wrong one. Deterministic (``derandomize``): a failure is reproduced
@@ -77,13 +77,11 @@ def body_is_protocol_error(response: requests.Response) -> bool:
     return isinstance(body, dict) and isinstance(body.get("error"), str) and bool(body["error"])
 
 
-def fuzz_operations(
-    url: str, token: str, model: bytes, names: list[str], per_operation: int
-) -> Findings:
-    """Fuzz the operations ``names`` of the gateway at ``url`` (see the module doc)."""
+def fuzz_operations(url: str, token: str, model: bytes, budget: dict[str, int]) -> Findings:
+    """Fuzz the gateway at ``url``: ``budget`` maps each operation to its case count."""
     document = requests.get(f"{url}/openapi.json", timeout=30).json()
     schema = schemathesis.openapi.from_dict(document)
-    operations = [r.ok() for r in schema.get_all_operations() if _name(r.ok()) in names]
+    operations = [r.ok() for r in schema.get_all_operations() if _name(r.ok()) in budget]
     found = Findings()
     good = {"Authorization": f"Bearer {token}"}
     auth = st.sampled_from([good, good, good, {}, {"Authorization": "Bearer wrong"}])
@@ -108,7 +106,7 @@ def fuzz_operations(
             )
 
             @settings(
-                max_examples=per_operation,
+                max_examples=budget[_name(operation)],
                 deadline=None,
                 database=None,
                 derandomize=True,
