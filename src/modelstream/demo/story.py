@@ -386,7 +386,16 @@ class Story:
         the promotion is measured on labels that arrive after the traffic ends."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.labels_pending() == 0 and (self._candidate is None or self.reached(PROMOTED)):
+            if self.labels_pending() == 0 and not self._verdict_can_come():
                 return
             if self._stop.wait(0.25):
                 return
+
+    def _verdict_can_come(self) -> bool:
+        """Whether a retrained challenger is still to be judged and can be: once the traffic
+        is over, no more labelled requests accrue, so one short of ``min_labels`` never
+        will be (waiting for it would only spend the timeout)."""
+        if self._candidate is None or self.reached(PROMOTED):
+            return False
+        _, since = self._candidate
+        return self._labelled(int(since.timestamp() * 1000)) >= self.min_labels
