@@ -177,6 +177,24 @@ def test_reads_that_outlast_the_timeout_succeed_while_records_arrive(
         backplane.close()
 
 
+def test_a_first_read_of_a_topic_from_a_silent_broker_is_reported_within_the_timeout() -> None:
+    """The reader asks for a topic's metadata before its first read of it: that too is
+    bounded by the connect timeout, and reported as the broker not answering."""
+    with TansuBroker.start() as broker:
+        backplane = KafkaBackplane(broker.bootstrap, _settings(broker.bootstrap, 1.0))
+        try:
+            name = unique("unseen")
+            backplane.create_topic(name, 2, compacted=True)
+            os.kill(broker.process.pid, signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(BackplaneUnavailable, match=r"did not answer .*reachable"):
+                backplane.read_compacted(name)
+            assert time.monotonic() - started < 1.0 + 5
+        finally:
+            broker.process.kill()
+            backplane.close()
+
+
 def test_a_broker_that_stops_serving_mid_read_is_reported_within_the_timeout() -> None:
     with TansuBroker.start() as broker:
         backplane = KafkaBackplane(broker.bootstrap, _settings(broker.bootstrap, 1.0))
@@ -184,6 +202,7 @@ def test_a_broker_that_stops_serving_mid_read_is_reported_within_the_timeout() -
             name = unique("frozen")
             backplane.create_topic(name, 2, compacted=True)
             backplane.produce(name, [OutRecord(b"v", key=b"k")])
+            assert len(backplane.read_compacted(name)) == 1  # its metadata is known now
             os.kill(broker.process.pid, signal.SIGSTOP)  # alive, connected, silent
             started = time.monotonic()
             with pytest.raises(BackplaneUnavailable, match="served nothing for 1s"):

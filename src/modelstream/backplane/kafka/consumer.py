@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTP
 
 from modelstream.backplane.kafka import config
-from modelstream.backplane.kafka.reader import to_headers
+from modelstream.backplane.kafka.reader import learn_topics, take, to_headers
 from modelstream.backplane.port import StartFrom
 from modelstream.backplane.records import Record, TopicPartition
 from modelstream.errors import ConfigurationError, ConsumerClosed
@@ -63,6 +63,7 @@ class KafkaConsumer:
                 for p in range(backplane.admin.partitions(name))
             ]
             self._start_at(partitions, {})
+            learn_topics(self._consumer, topics, backplane.settings.connect_timeout_s)
             self._consumer.assign(self._kafka_positions(partitions))
         else:
             self._consumer.subscribe(
@@ -117,13 +118,8 @@ class KafkaConsumer:
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         self._check()
-        # consume(n, t) waits for n messages or t seconds; the port promises to return
-        # as soon as anything is there, so take what is queued, else wait for one.
-        messages = self._consumer.consume(max_records, 0)
-        if not messages:
-            messages = self._consumer.consume(1, timeout)
-            if messages and max_records > 1:
-                messages += self._consumer.consume(max_records - 1, 0)
+        # The port promises to return as soon as anything is there (see take).
+        messages = take(self._consumer, max_records, timeout)
         records: list[Record] = []
         append = records.append
         # This loop bounds consume throughput, so per-record work is kept minimal: the
