@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer
@@ -190,6 +191,31 @@ def test_a_first_read_of_a_topic_from_a_silent_broker_is_reported_within_the_tim
             with pytest.raises(BackplaneUnavailable, match=r"did not answer .*reachable"):
                 backplane.read_compacted(name)
             assert time.monotonic() - started < 1.0 + 5
+        finally:
+            broker.process.kill()
+            backplane.close()
+
+
+def _native_threads() -> int:
+    """This process's threads, librdkafka's included (``threading`` sees only Python's)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_a_consumer_that_cannot_start_on_a_silent_broker_leaves_no_client_behind() -> None:
+    with TansuBroker.start() as broker:
+        backplane = KafkaBackplane(broker.bootstrap, _settings(broker.bootstrap, 1.0))
+        try:
+            name = unique("unstarted")
+            backplane.create_topic(name, 2)
+            before = _native_threads()
+            os.kill(broker.process.pid, signal.SIGSTOP)
+            errors = []  # kept, as a caller that reports them does: with their frames
+            for _ in range(3):  # an operator's retries
+                with pytest.raises(BackplaneUnavailable, match="reachable") as failed:
+                    backplane.consumer((name,), group=None, start="earliest")
+                errors.append(failed.value)
+            assert _native_threads() <= before
         finally:
             broker.process.kill()
             backplane.close()

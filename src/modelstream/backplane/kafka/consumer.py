@@ -57,14 +57,20 @@ class KafkaConsumer:
         group_id = group or f"modelstream-groupless-{uuid.uuid4().hex}"
         self._consumer = Consumer(config.consumer(backplane.brokers, backplane.settings, group_id))
         if group is None:
-            partitions = [
-                TopicPartition(name, p)
-                for name in topics
-                for p in range(backplane.admin.partitions(name))
-            ]
-            self._start_at(partitions, {})
-            learn_topics(self._consumer, topics, backplane.settings.connect_timeout_s)
-            self._consumer.assign(self._kafka_positions(partitions))
+            try:
+                partitions = [
+                    TopicPartition(name, p)
+                    for name in topics
+                    for p in range(backplane.admin.partitions(name))
+                ]
+                self._start_at(partitions, {})
+                learn_topics(self._consumer, topics, backplane.settings.connect_timeout_s)
+                self._consumer.assign(self._kafka_positions(partitions))
+            except BaseException:
+                # Nobody can close a consumer that was never returned: its client's
+                # threads and sockets would outlive every failed attempt.
+                self._consumer.close()
+                raise
         else:
             self._consumer.subscribe(
                 list(topics),
