@@ -1,4 +1,4 @@
-"""Settings that depend on the engine: the rendezvous' answer margin."""
+"""Settings that derive a value: the rendezvous' answer margin, a group member's longest backoff."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def test_an_answer_margin_that_is_set_wins(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("MODELSTREAM_ANSWER_MARGIN_MS", "35")
     assert Settings(backplane="kafka://127.0.0.1:9092").answer_margin() == 35
     assert Settings(backplane="sqlite://./x", answer_margin_ms=0).answer_margin() == 0
+
+
+@pytest.mark.parametrize(("session_ms", "most_s"), [(3000, 1.0), (6000, 2.0), (60_000, 5.0)])
+def test_a_group_member_never_backs_off_past_its_session(session_ms: int, most_s: float) -> None:
+    """Backing off for a session timeout or more gets a member dropped from its group."""
+    settings = Settings(session_timeout_ms=session_ms)
+    assert settings.retry_max_s() == most_s
+    assert settings.retry_max_s() < session_ms / 1000

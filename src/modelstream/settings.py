@@ -102,6 +102,14 @@ class Settings(BaseSettings):
             return self.answer_margin_ms
         return 20 if self.backplane.startswith("kafka://") else 5
 
+    def retry_max_s(self) -> float:
+        """The longest a group member backs off after a backplane failure: a third of the
+        session timeout, and at most 5 s. A member that does not poll for a session
+        timeout (``max.poll.interval.ms`` on Kafka) is dropped from its group, so a longer
+        backoff would make its next commit fail again ("unknown member") and back it off
+        longer still."""
+        return min(5.0, self.session_timeout_ms / 3000)
+
     def archive_root(self) -> Path:
         """Where the archiver writes and readers read: ``archive_dir`` when set, else
         ``<dir>/archive`` for a ``sqlite://dir`` backplane, else ``./.modelstream/archive``.

@@ -77,7 +77,7 @@ from modelstream.wire.topics import ServiceTopics
 log = logging.getLogger(__name__)
 
 DeploymentSource = Callable[[], Deployment | None]
-RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # backoff after a BackplaneError
+RETRY_FIRST_S = 0.2  # backoff after a BackplaneError, doubling up to Settings.retry_max_s
 
 
 class FollowedDeployment:
@@ -228,7 +228,7 @@ class Rendezvous:
                     )
                     self._forget_partitions()
                     self._stop.wait(backoff)
-                    backoff = min(backoff * 2, RETRY_MAX_S)
+                    backoff = min(backoff * 2, self._settings.retry_max_s())
                 else:
                     backoff = RETRY_FIRST_S
             if self._commit_on_stop:

@@ -138,6 +138,7 @@ def fail(action: str, exc: BaseException) -> BackplaneError:
     transport = isinstance(error, KafkaError) and error.code() in {
         KafkaError._TRANSPORT,
         KafkaError._TIMED_OUT,
+        KafkaError._TIMED_OUT_QUEUE,
         KafkaError._ALL_BROKERS_DOWN,
         KafkaError._MSG_TIMED_OUT,
         KafkaError.REQUEST_TIMED_OUT,
