@@ -6,6 +6,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -178,22 +180,32 @@ def test_reads_that_outlast_the_timeout_succeed_while_records_arrive(
         backplane.close()
 
 
-def test_a_first_read_of_a_topic_from_a_silent_broker_is_reported_within_the_timeout() -> None:
-    """The reader asks for a topic's metadata before its first read of it: that too is
-    bounded by the connect timeout, and reported as the broker not answering."""
+@contextmanager
+def _freezable() -> Iterator[tuple[KafkaBackplane, Callable[[], None]]]:
+    """A broker of the test's own, a backplane on it with a 1 s connect timeout, and a
+    call that freezes the broker (SIGSTOP: alive, connected, silent)."""
     with TansuBroker.start() as broker:
         backplane = KafkaBackplane(broker.bootstrap, _settings(broker.bootstrap, 1.0))
         try:
-            name = unique("unseen")
-            backplane.create_topic(name, 2, compacted=True)
-            os.kill(broker.process.pid, signal.SIGSTOP)
-            started = time.monotonic()
-            with pytest.raises(BackplaneUnavailable, match=r"did not answer .*reachable"):
-                backplane.read_compacted(name)
-            assert time.monotonic() - started < 1.0 + 5
+            yield backplane, lambda: os.kill(broker.process.pid, signal.SIGSTOP)
         finally:
+            # SIGKILL reaches a stopped process; a graceful stop would drain for 5 s, and
+            # the broker's memory storage has nothing to save.
             broker.process.kill()
             backplane.close()
+
+
+def test_a_first_read_of_a_topic_from_a_silent_broker_is_reported_within_the_timeout() -> None:
+    """The reader asks for a topic's metadata before its first read of it: that too is
+    bounded by the connect timeout, and reported as the broker not answering."""
+    with _freezable() as (backplane, freeze):
+        name = unique("unseen")
+        backplane.create_topic(name, 2, compacted=True)
+        freeze()
+        started = time.monotonic()
+        with pytest.raises(BackplaneUnavailable, match=r"did not answer .*reachable"):
+            backplane.read_compacted(name)
+        assert time.monotonic() - started < 1.0 + 5
 
 
 def _native_threads() -> int:
@@ -203,39 +215,27 @@ def _native_threads() -> int:
 
 
 def test_a_consumer_that_cannot_start_on_a_silent_broker_leaves_no_client_behind() -> None:
-    with TansuBroker.start() as broker:
-        backplane = KafkaBackplane(broker.bootstrap, _settings(broker.bootstrap, 1.0))
-        try:
-            name = unique("unstarted")
-            backplane.create_topic(name, 2)
-            before = _native_threads()
-            os.kill(broker.process.pid, signal.SIGSTOP)
-            errors = []  # kept, as a caller that reports them does: with their frames
-            for _ in range(3):  # an operator's retries
-                with pytest.raises(BackplaneUnavailable, match="reachable") as failed:
-                    backplane.consumer((name,), group=None, start="earliest")
-                errors.append(failed.value)
-            assert _native_threads() <= before
-        finally:
-            broker.process.kill()
-            backplane.close()
+    with _freezable() as (backplane, freeze):
+        name = unique("unstarted")
+        backplane.create_topic(name, 2)
+        before = _native_threads()
+        freeze()
+        errors = []  # kept, as a caller that reports them does: with their frames
+        for _ in range(3):  # an operator's retries
+            with pytest.raises(BackplaneUnavailable, match="reachable") as failed:
+                backplane.consumer((name,), group=None, start="earliest")
+            errors.append(failed.value)
+        assert _native_threads() <= before
 
 
 def test_a_broker_that_stops_serving_mid_read_is_reported_within_the_timeout() -> None:
-    with TansuBroker.start() as broker:
-        backplane = KafkaBackplane(broker.bootstrap, _settings(broker.bootstrap, 1.0))
-        try:
-            name = unique("frozen")
-            backplane.create_topic(name, 2, compacted=True)
-            backplane.produce(name, [OutRecord(b"v", key=b"k")])
-            assert len(backplane.read_compacted(name)) == 1  # its metadata is known now
-            os.kill(broker.process.pid, signal.SIGSTOP)  # alive, connected, silent
-            started = time.monotonic()
-            with pytest.raises(BackplaneUnavailable, match="served nothing for 1s"):
-                backplane.read_compacted(name)
-            assert time.monotonic() - started < 1.0 + 5
-        finally:
-            # SIGKILL reaches a stopped process; a graceful stop would drain for 5 s, and
-            # the broker's memory storage has nothing to save.
-            broker.process.kill()
-            backplane.close()
+    with _freezable() as (backplane, freeze):
+        name = unique("frozen")
+        backplane.create_topic(name, 2, compacted=True)
+        backplane.produce(name, [OutRecord(b"v", key=b"k")])
+        assert len(backplane.read_compacted(name)) == 1  # its metadata is known now
+        freeze()
+        started = time.monotonic()
+        with pytest.raises(BackplaneUnavailable, match="served nothing for 1s"):
+            backplane.read_compacted(name)
+        assert time.monotonic() - started < 1.0 + 5
