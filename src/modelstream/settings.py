@@ -29,6 +29,15 @@ class Settings(BaseSettings):
         ge=100,
         description="A group member that does not poll for this long is considered dead",
     )
+    max_poll_interval_ms: int = Field(
+        default=30_000,
+        ge=1000,
+        description="On Kafka, where a client heartbeats from a thread of its own: a member "
+        "whose process is alive but has not polled for this long (at least the session "
+        "timeout) is dropped from its group. A dead process is dropped after "
+        "session_timeout_ms, when its heartbeats stop; this one only bounds a stuck role, "
+        "and leaves room for a slow step (a takeover, a starved machine) without a rebalance",
+    )
     connect_timeout_s: float = Field(
         default=10.0, gt=0, description="How long to wait for a broker before giving up"
     )
@@ -104,10 +113,10 @@ class Settings(BaseSettings):
 
     def retry_max_s(self) -> float:
         """The longest a group member backs off after a backplane failure: a third of the
-        session timeout, and at most 5 s. A member that does not poll for a session
-        timeout (``max.poll.interval.ms`` on Kafka) is dropped from its group, so a longer
+        session timeout, and at most 5 s. On the engines without a broker a member that
+        does not poll for a session timeout is dropped from its group, so a longer
         backoff would make its next commit fail again ("unknown member") and back it off
-        longer still."""
+        longer still. (On Kafka the bound is ``max_poll_interval_ms``, longer.)"""
         return min(5.0, self.session_timeout_ms / 3000)
 
     def archive_root(self) -> Path:

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer
 
 from modelstream.backplane.kafka import reader
+from modelstream.backplane.kafka.consumer import KafkaConsumer
 from modelstream.backplane.kafka.engine import KafkaBackplane
 from modelstream.backplane.partitioner import partition_for
 from modelstream.backplane.records import Delivered, OutRecord, TopicPartition
@@ -239,3 +240,73 @@ def test_a_broker_that_stops_serving_mid_read_is_reported_within_the_timeout() -
         with pytest.raises(BackplaneUnavailable, match="served nothing for 1s"):
             backplane.read_compacted(name)
         assert time.monotonic() - started < 1.0 + 5
+
+
+def test_an_assignment_that_could_not_start_is_raised_and_taken_again(
+    kafka_broker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker fails the committed-offsets read of a new assignment (it does during
+    a rebalance under load): poll says so once, the member rejoins, and then owns and
+    reads every partition. Before, the partitions were consumed behind the consumer's
+    back, at offsets it did not track, and a role skipped them until the next rebalance.
+    """
+    backplane = KafkaBackplane(kafka_broker, _settings(kafka_broker))
+    name = unique("unstarted")
+    backplane.create_topic(name, 3)
+    sent = {f"k{i}".encode() for i in range(30)}
+    backplane.produce(name, [OutRecord(b"v", key) for key in sorted(sent)])
+    failures = iter([BackplaneUnavailable("kafka broker did not answer (committed offsets)")])
+    real = KafkaConsumer._read_committed
+
+    def flaky(
+        self: KafkaConsumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        for error in failures:  # the first call only
+            raise error
+        return real(self, partitions)
+
+    monkeypatch.setattr(KafkaConsumer, "_read_committed", flaky)
+    consumer = backplane.consumer([name], group=unique("g"))
+    raised: list[BackplaneUnavailable] = []
+    got: set[bytes] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while got != sent and time.monotonic() < deadline:
+            try:
+                got |= {r.key or b"" for r in consumer.poll(100, 0.2)}
+            except BackplaneUnavailable as exc:
+                raised.append(exc)
+        assert [str(e) for e in raised] == ["kafka broker did not answer (committed offsets)"]
+        assert got == sent
+        assert consumer.assignment() == {TopicPartition(name, p) for p in range(3)}
+    finally:
+        consumer.close()
+        backplane.close()
+
+
+def test_a_step_longer_than_the_session_keeps_the_members_partitions(kafka_broker: str) -> None:
+    """librdkafka heartbeats from a thread of its own, so a member busy for longer than
+    its session (a takeover on a starved machine) is still alive: it keeps its
+    partitions and its commits go through, with no rebalance. Only a member that has not
+    polled for ``max_poll_interval_ms`` is dropped."""
+    settings = Settings(
+        backplane=f"kafka://{kafka_broker}", session_timeout_ms=3000, max_poll_interval_ms=10_000
+    )
+    backplane = KafkaBackplane(kafka_broker, settings)
+    name = unique("slow-step")
+    backplane.create_topic(name, 2)
+    backplane.produce(name, [OutRecord(b"v", f"a{i}".encode()) for i in range(10)])
+    member = backplane.consumer([name], group=unique("g"))
+    try:
+        assert len(collect(member, 10)) == 10
+        owned = member.assignment()
+        assert owned == {TopicPartition(name, 0), TopicPartition(name, 1)}
+        time.sleep(4.5)  # busy, not polling: longer than the session
+        member.commit()  # refused ("unknown member") had the member been dropped
+        backplane.produce(name, [OutRecord(b"v", f"b{i}".encode()) for i in range(10)])
+        later = collect(member, 10)
+        assert sorted(r.key or b"" for r in later) == [f"b{i}".encode() for i in range(10)]
+        assert member.assignment() == owned
+    finally:
+        member.close()
+        backplane.close()

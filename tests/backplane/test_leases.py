@@ -1,7 +1,7 @@
 """Group leases on the engines without a broker: a member that stops polling is expired.
 
 (On Kafka the client heartbeats from a background thread, so a silent consumer is only
-dropped after ``max.poll.interval.ms``; that is Kafka's contract, tested by its engine.)
+dropped after ``max_poll_interval_ms``; that is tested with the Kafka engine.)
 """
 
 from __future__ import annotations

@@ -99,9 +99,13 @@ def producer(brokers: str, settings: Settings) -> Config:
 def consumer(brokers: str, settings: Settings, group: str) -> Config:
     """A group member (or, with a private group id, an assign-only reader).
 
-    Offsets are only ever committed explicitly (at-least-once). A member that does not
-    poll for ``session_timeout_ms`` leaves the group (``max.poll.interval.ms``), the same
-    rule as on the other engines.
+    Offsets are only ever committed explicitly (at-least-once). A member whose process
+    dies leaves the group after ``session_timeout_ms`` (its heartbeats stop), as on the
+    other engines; one that lives but does not poll, after ``max_poll_interval_ms``.
+    That is longer on purpose: librdkafka heartbeats from a thread of its own, so the
+    session already tells a dead process from a live one, and a poll interval as short
+    as the session turned every slow step (a takeover on a starved machine) into a
+    rebalance, whose members then stop serving for a join or two.
     """
     session = settings.session_timeout_ms
     fetch = 2 * max_record_bytes(settings) + 64 * 1024
@@ -114,7 +118,7 @@ def consumer(brokers: str, settings: Settings, group: str) -> Config:
         "partition.assignment.strategy": "range",
         "session.timeout.ms": session,
         "heartbeat.interval.ms": max(100, session // 3),
-        "max.poll.interval.ms": max(session, 1000),
+        "max.poll.interval.ms": max(session, settings.max_poll_interval_ms),
         "fetch.wait.max.ms": FETCH_WAIT_MS,
         "fetch.min.bytes": 1,
         "queued.max.messages.kbytes": 262_144,

@@ -23,7 +23,7 @@ from modelstream.backplane.kafka import config
 from modelstream.backplane.kafka.reader import learn_topics, take, to_headers
 from modelstream.backplane.port import StartFrom
 from modelstream.backplane.records import Record, TopicPartition
-from modelstream.errors import ConfigurationError, ConsumerClosed
+from modelstream.errors import BackplaneError, ConfigurationError, ConsumerClosed
 
 if TYPE_CHECKING:
     from modelstream.backplane.kafka.engine import KafkaBackplane
@@ -54,6 +54,9 @@ class KafkaConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._kept: dict[TopicPartition, int] = {}
         self._closed = False
+        self._topics = list(topics)
+        # an assignment this consumer could not start (see _on_assign); poll raises it
+        self._unstarted: BackplaneError | None = None
         group_id = group or f"modelstream-groupless-{uuid.uuid4().hex}"
         self._consumer = Consumer(config.consumer(backplane.brokers, backplane.settings, group_id))
         if group is None:
@@ -72,12 +75,16 @@ class KafkaConsumer:
                 self._consumer.close()
                 raise
         else:
-            self._consumer.subscribe(
-                list(topics),
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+            self._subscribe()
+
+    def _subscribe(self) -> None:
+        """Join the group (again: librdkafka then rebalances it, and assigns anew)."""
+        self._consumer.subscribe(
+            self._topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
 
     # -- assignment -------------------------------------------------------------------------
 
@@ -100,9 +107,20 @@ class KafkaConsumer:
 
     def _on_assign(self, consumer: Consumer, assigned: list[KafkaTP]) -> None:
         partitions = [TopicPartition(k.topic, k.partition) for k in assigned]
-        committed = self._read_committed(partitions)
-        known = {tp: off for tp, off in committed.items() if off is not None}
-        self._start_at(partitions, known)
+        try:
+            committed = self._read_committed(partitions)
+            known = {tp: off for tp, off in committed.items() if off is not None}
+            self._start_at(partitions, known)
+        except BackplaneError as exc:
+            # Not raised from here: confluent-kafka would then assign the partitions
+            # itself, at offsets this consumer does not track, and a role that reads
+            # only what assignment() names would skip their records for as long as the
+            # group stays as it is. Nothing is assigned instead; poll raises the error
+            # and joins the group again, which assigns the partitions anew.
+            self._positions = {}
+            self._unstarted = exc
+            consumer.assign([])
+            return
         consumer.assign(self._kafka_positions(partitions))
 
     def _on_revoke(self, consumer: Consumer, revoked: list[KafkaTP]) -> None:
@@ -126,6 +144,10 @@ class KafkaConsumer:
         self._check()
         # The port promises to return as soon as anything is there (see take).
         messages = take(self._consumer, max_records, timeout)
+        if self._unstarted is not None:
+            unstarted, self._unstarted = self._unstarted, None
+            self._subscribe()
+            raise unstarted
         records: list[Record] = []
         append = records.append
         # This loop bounds consume throughput, so per-record work is kept minimal: the
