@@ -7,6 +7,7 @@ the defaults below. Nothing below the entry point reads the environment itself.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +96,12 @@ class Settings(BaseSettings):
         "a batch. 0 (the default): it scores what it holds at once, and batches form by "
         "themselves under load from what queued while it scored, so a lone request pays "
         "no wait; more trades that much latency for fuller batches",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="The least severe log line that `serve` and `run` write to stderr "
+        "(INFO: partitions taken over, models swapped, promotions; WARNING: failures "
+        "the role recovers from)",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)

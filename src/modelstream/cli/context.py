@@ -10,11 +10,12 @@ so that no command can forget it.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from pydantic import ValidationError
@@ -84,3 +85,29 @@ def backplane_of(ctx: typer.Context) -> Iterator[Backplane]:
         yield backplane
     finally:
         backplane.close()
+
+
+class _Stderr(logging.StreamHandler[TextIO]):
+    """Writes to ``sys.stderr`` as it is at each line, not as it was when the handler
+    was made (a test harness swaps it per command)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Not setStream: it flushes the stream it replaces, which may be closed by now.
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def log_to_stderr(settings: Settings) -> None:
+    """Send modelstream's log lines at ``settings.log_level`` and above to stderr, one
+    per line with time, level and source: what a long-running role (``serve``, ``run``)
+    leaves for its operator. Other commands keep Python's default (warnings only).
+    Calling it again replaces the handler instead of adding a second one."""
+    handler = _Stderr(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    logger = logging.getLogger("modelstream")
+    for old in [h for h in logger.handlers if isinstance(h, _Stderr)]:
+        logger.removeHandler(old)
+    logger.setLevel(settings.log_level)
+    logger.addHandler(handler)

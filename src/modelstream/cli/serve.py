@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
+from modelstream.cli.context import BackplaneOption, backplane_of, log_to_stderr, settings_of
 from modelstream.cli.errors import fail, reported
 from modelstream.gateway.loop import LoopConfig
 from modelstream.gateway.serving import Serving, deployed_services, run_scorer
@@ -109,6 +109,7 @@ def serve_command(
     archiver, and with --train the trainer and automatic promotion. In this process, or
     with --processes as supervised child processes."""
     settings = settings_of(ctx)
+    log_to_stderr(settings)
     loop = _loop(
         train,
         train_every_labels,
@@ -184,6 +185,7 @@ def run_command(
 ) -> None:
     """Run one role of the services (on Kafka, each role can be a process of its own)."""
     settings = settings_of(ctx)
+    log_to_stderr(settings)
     on_ready = None if ready_file is None else ready_file.touch
     with backplane_of(ctx) as backplane:
         services = deployed_services(Registry(backplane, settings), service or ())

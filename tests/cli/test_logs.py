@@ -1,0 +1,64 @@
+"""The log lines ``serve`` and ``run`` leave for their operator (``log_to_stderr``)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from modelstream.cli.context import log_to_stderr
+from modelstream.settings import Settings
+
+
+@pytest.fixture
+def restored() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("modelstream")
+    handlers, level = list(logger.handlers), logger.level
+    yield logger
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
+def test_a_role_logs_its_lifecycle_at_info_once_per_line(
+    restored: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_to_stderr(Settings())
+    log_to_stderr(Settings())  # a second call replaces the handler: no line twice
+    logging.getLogger("modelstream.features.featurizer").info("owns %s[%d]", "t", 3)
+    logging.getLogger("modelstream.scoring").debug("not at INFO")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(" INFO modelstream.features.featurizer: owns t[3]")
+
+
+def test_the_level_comes_from_the_settings(
+    restored: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_to_stderr(Settings(log_level="WARNING"))
+    logging.getLogger("modelstream.x").info("quiet")
+    logging.getLogger("modelstream.x").warning("heard")
+    assert capsys.readouterr().err.splitlines()[-1].endswith("WARNING modelstream.x: heard")
+
+
+def test_an_unknown_level_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"DEBUG.*INFO.*WARNING.*ERROR"):
+        Settings(log_level="LOUD")  # type: ignore[arg-type]
+
+
+def test_a_closed_stderr_left_behind_is_not_written_to(
+    restored: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A test harness (or a daemon) replaces stderr and closes the old one."""
+    old = sys.stderr
+    replaced = io.StringIO()
+    sys.stderr = replaced
+    try:
+        log_to_stderr(Settings())
+        replaced.close()
+    finally:
+        sys.stderr = old
+    logging.getLogger("modelstream.x").warning("still heard")
+    assert capsys.readouterr().err.endswith("WARNING modelstream.x: still heard\n")
