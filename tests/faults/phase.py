@@ -86,12 +86,15 @@ def settle(stack: Stack, ids: set[str], timeout_s: float = 90.0, quiet_s: float 
     """Wait until every id in ``ids`` is answered, then until no result arrives for
     ``quiet_s`` (so a second answer, if any were coming, would have been counted)."""
     results = stack.tally.results
-    wait_until(
-        f"{len(ids)} acknowledged requests answered",
-        lambda: not stack.tally.unanswered(ids),
-        timeout_s,
-        every=0.2,
-    )
+    try:
+        wait_until(
+            f"{len(ids)} acknowledged requests answered",
+            lambda: not stack.tally.unanswered(ids),
+            timeout_s,
+            every=0.2,
+        )
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; {unanswered_where(stack, ids)}") from None
     give_up = time.monotonic() + 20
 
     def quiet() -> bool:
@@ -101,6 +104,33 @@ def settle(stack: Stack, ids: set[str], timeout_s: float = 90.0, quiet_s: float 
         return now_ms() - last >= quiet_s * 1000 or time.monotonic() > give_up
 
     wait_until("results quiet", quiet, 30, every=0.2)
+
+
+def unanswered_where(stack: Stack, ids: set[str]) -> str:
+    """Where the unanswered of ``ids`` stopped: on ``requests`` (the rendezvous or the
+    scorers held them) or before it (the featurizer never forwarded them)."""
+    missing = stack.tally.unanswered(ids)
+    requested = stack.tally.read(lambda t: missing & t.requested)
+    before = sorted(missing - requested)
+    return (
+        f"{len(missing)} unanswered, of which {len(requested)} reached a requests topic "
+        f"(e.g. {sorted(requested)[:5]}) and {len(before)} did not (e.g. {before[:5]}); "
+        f"{role_warnings(stack)}"
+    )
+
+
+def role_warnings(stack: Stack, per_role: int = 3) -> str:
+    """The last warnings and errors in each role's log: what a failure report needs."""
+    lines = [
+        f"  {path.name}: {line}"
+        for path in sorted((stack.workdir / "logs").glob("*.log"))
+        for line in [
+            x
+            for x in path.read_text(errors="replace").splitlines()
+            if " WARNING " in x or " ERROR " in x
+        ][-per_role:]
+    ]
+    return "the roles' last warnings:\n" + "\n".join(lines)
 
 
 def not_by_model(stack: Stack, ids: set[str]) -> list[str]:

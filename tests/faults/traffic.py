@@ -226,7 +226,8 @@ class Tally:
         self.results = {t.results for t in topics}
         self.reply_to = reply_to
         self.scores = {t.scores for t in topics}
-        watched = sorted(self.results | self.scores | {t.requests for t in topics} | {reply_to})
+        self.requests = {t.requests for t in topics}
+        watched = sorted(self.results | self.scores | self.requests | {reply_to})
         for name in watched:
             backplane.create_topic(name)
         self._consumer = backplane.consumer(watched, start="earliest")
@@ -241,6 +242,7 @@ class Tally:
         self.undecodable = 0
         self.seen: dict[str, list[int]] = defaultdict(list)  # topic -> observation times
         self.scorer_first_seen: dict[str, int] = {}  # scorer instance -> first score seen
+        self.requested: set[str] = set()  # ids seen on a requests topic (keyed by id)
         self._thread = threading.Thread(target=self._run, name="tally", daemon=True)
         self._thread.start()
 
@@ -257,6 +259,9 @@ class Tally:
                         self.undecodable += 1
 
     def _take(self, record: Record, now: int) -> None:
+        if record.topic in self.requests:
+            self.requested.add((record.key or b"").decode(errors="replace"))
+            return
         if record.topic in self.scores:
             scorer = (record.header(SCORER_HEADER) or b"?").decode()
             self.scorer_first_seen.setdefault(scorer, now)

@@ -38,7 +38,7 @@ from modelstream.archive.reader import ArchiveReader
 from modelstream.backplane.records import now_ms
 from modelstream.wire.topics import ServiceTopics
 from tests.faults.conftest import Reliability
-from tests.faults.phase import Steady, counts, not_by_model, settle
+from tests.faults.phase import Steady, counts, not_by_model, role_warnings, settle
 from tests.faults.stack import ROLES, Stack, wait_until
 from tests.faults.traffic import Tally
 
@@ -160,7 +160,8 @@ def test_a_killed_role_loses_no_acknowledged_request(
     assert figures["replied_twice"] == 0, f"requests replied to twice: {figures}"
     detail = stack.tally.read(lambda t: {r: t.not_by_model.get(r, "none") for r in unserved[:5]})
     assert not unserved, (
-        f"{len(unserved)} acknowledged before the kill, not answered by a model: {detail}"
+        f"{len(unserved)} acknowledged before the kill, not answered by a model: {detail}; "
+        f"{role_warnings(stack)}"
     )
     stack.check_alive()
 
