@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from modelstream.backplane.records import OutRecord
 from modelstream.backplane.sqlite.engine import SqliteBackplane
+from modelstream.cli import stats as stats_cli
 from modelstream.cli.app import app
 from modelstream.models.refs import ModelRef
 from modelstream.scoring.stats import StatsBook
@@ -27,7 +28,9 @@ def rounded(value: Any) -> Any:
 
 
 @pytest.mark.integration
-def test_stats_from_the_scores_topic_match_the_in_process_book(tmp_path: Path) -> None:
+def test_stats_from_the_scores_topic_match_the_in_process_book(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite://{tmp_path / 'bp'}"
     bp = SqliteBackplane(tmp_path / "bp", Settings(backplane=url))
     out = (array_to_tensor("label", np.zeros(1, np.int64)),)
@@ -60,9 +63,10 @@ def test_stats_from_the_scores_topic_match_the_in_process_book(tmp_path: Path) -
     assert rounded(got) == rounded(want)  # partitions interleave: sums differ in the ulp
     assert got["gbm@1"]["errors"] == 4 and got["gbm@2"]["invocations"] == 20
 
-    table = runner.invoke(
-        app, ["--backplane", url, "models", "stats", "svc"], env={"COLUMNS": "160"}
-    )
+    # The console took its width when it was imported (from COLUMNS, which pytest-xdist
+    # sets to 80): a wide terminal is set on it, not in the environment.
+    monkeypatch.setattr(stats_cli.console, "width", 160)
+    table = runner.invoke(app, ["--backplane", url, "models", "stats", "svc"])
     assert table.exit_code == 0 and "gbm@2" in table.output and "invocations" in table.output
     missing = runner.invoke(app, ["--backplane", url, "models", "stats", "nope"])
     assert missing.exit_code == 1 and "nope" in missing.output
