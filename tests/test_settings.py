@@ -29,3 +29,16 @@ def test_a_group_member_never_backs_off_past_its_session(session_ms: int, most_s
     settings = Settings(session_timeout_ms=session_ms)
     assert settings.retry_max_s() == most_s
     assert settings.retry_max_s() < session_ms / 1000
+
+
+@pytest.mark.parametrize(
+    ("session_ms", "asked_ms", "interval_ms"),
+    [(3000, None, 6000), (6000, None, 12_000), (6000, 30_000, 30_000), (6000, 2000, 6000)],
+)
+def test_a_kafka_member_may_take_longer_than_its_session_between_polls(
+    session_ms: int, asked_ms: int | None, interval_ms: int
+) -> None:
+    """Twice the session unless set, and never less than the session (librdkafka
+    refuses a poll interval below it)."""
+    settings = Settings(session_timeout_ms=session_ms, max_poll_interval_ms=asked_ms)
+    assert settings.max_poll_interval() == interval_ms

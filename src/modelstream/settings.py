@@ -30,14 +30,15 @@ class Settings(BaseSettings):
         ge=100,
         description="A group member that does not poll for this long is considered dead",
     )
-    max_poll_interval_ms: int = Field(
-        default=30_000,
+    max_poll_interval_ms: int | None = Field(
+        default=None,
         ge=1000,
         description="On Kafka, where a client heartbeats from a thread of its own: a member "
-        "whose process is alive but has not polled for this long (at least the session "
-        "timeout) is dropped from its group. A dead process is dropped after "
-        "session_timeout_ms, when its heartbeats stop; this one only bounds a stuck role, "
-        "and leaves room for a slow step (a takeover, a starved machine) without a rebalance",
+        "whose process is alive but has not polled for this long is dropped from its group "
+        "(default: twice the session timeout; never less than it). A dead process is "
+        "dropped after session_timeout_ms, when its heartbeats stop. It is also how long a "
+        "rebalance may wait for a member that died mid-rebalance (Kafka's rebalance "
+        "timeout), so it is not set high",
     )
     connect_timeout_s: float = Field(
         default=10.0, gt=0, description="How long to wait for a broker before giving up"
@@ -123,8 +124,16 @@ class Settings(BaseSettings):
         session timeout, and at most 5 s. On the engines without a broker a member that
         does not poll for a session timeout is dropped from its group, so a longer
         backoff would make its next commit fail again ("unknown member") and back it off
-        longer still. (On Kafka the bound is ``max_poll_interval_ms``, longer.)"""
+        longer still. (On Kafka the bound is :meth:`max_poll_interval`, longer.)"""
         return min(5.0, self.session_timeout_ms / 3000)
+
+    def max_poll_interval(self) -> int:
+        """``max_poll_interval_ms`` when set (at least the session timeout), else twice the
+        session timeout: room for a slow step (a takeover on a starved machine) without
+        a rebalance, while a rebalance waits at most that long for a member that died."""
+        if self.max_poll_interval_ms is None:
+            return 2 * self.session_timeout_ms
+        return max(self.session_timeout_ms, self.max_poll_interval_ms)
 
     def archive_root(self) -> Path:
         """Where the archiver writes and readers read: ``archive_dir`` when set, else

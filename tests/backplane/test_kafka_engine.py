@@ -288,10 +288,8 @@ def test_a_step_longer_than_the_session_keeps_the_members_partitions(kafka_broke
     """librdkafka heartbeats from a thread of its own, so a member busy for longer than
     its session (a takeover on a starved machine) is still alive: it keeps its
     partitions and its commits go through, with no rebalance. Only a member that has not
-    polled for ``max_poll_interval_ms`` is dropped."""
-    settings = Settings(
-        backplane=f"kafka://{kafka_broker}", session_timeout_ms=3000, max_poll_interval_ms=10_000
-    )
+    polled for ``Settings.max_poll_interval()`` (by default twice the session) is dropped."""
+    settings = Settings(backplane=f"kafka://{kafka_broker}", session_timeout_ms=3000)
     backplane = KafkaBackplane(kafka_broker, settings)
     name = unique("slow-step")
     backplane.create_topic(name, 2)

@@ -101,11 +101,13 @@ def consumer(brokers: str, settings: Settings, group: str) -> Config:
 
     Offsets are only ever committed explicitly (at-least-once). A member whose process
     dies leaves the group after ``session_timeout_ms`` (its heartbeats stop), as on the
-    other engines; one that lives but does not poll, after ``max_poll_interval_ms``.
-    That is longer on purpose: librdkafka heartbeats from a thread of its own, so the
+    other engines; one that lives but does not poll, after
+    :meth:`~modelstream.settings.Settings.max_poll_interval` (twice the session by
+    default). Longer, because librdkafka heartbeats from a thread of its own, so the
     session already tells a dead process from a live one, and a poll interval as short
     as the session turned every slow step (a takeover on a starved machine) into a
-    rebalance, whose members then stop serving for a join or two.
+    rebalance. Not much longer, because it is also the rebalance timeout: how long a
+    rebalance may wait for a member that died during it (tansu waits it out).
     """
     session = settings.session_timeout_ms
     fetch = 2 * max_record_bytes(settings) + 64 * 1024
@@ -118,7 +120,7 @@ def consumer(brokers: str, settings: Settings, group: str) -> Config:
         "partition.assignment.strategy": "range",
         "session.timeout.ms": session,
         "heartbeat.interval.ms": max(100, session // 3),
-        "max.poll.interval.ms": max(session, settings.max_poll_interval_ms),
+        "max.poll.interval.ms": settings.max_poll_interval(),
         "fetch.wait.max.ms": FETCH_WAIT_MS,
         "fetch.min.bytes": 1,
         "queued.max.messages.kbytes": 262_144,
