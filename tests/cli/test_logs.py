@@ -22,16 +22,20 @@ def restored() -> Iterator[logging.Logger]:
     logger.setLevel(level)
 
 
-def test_a_role_logs_its_lifecycle_at_info_once_per_line(
+def test_a_role_logs_its_lifecycle_at_info_and_the_undo_leaves_no_trace(
     restored: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log_to_stderr(Settings())
-    log_to_stderr(Settings())  # a second call replaces the handler: no line twice
+    before = (list(restored.handlers), restored.level)
+    undo = log_to_stderr(Settings())
     logging.getLogger("modelstream.features.featurizer").info("owns %s[%d]", "t", 3)
     logging.getLogger("modelstream.scoring").debug("not at INFO")
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
     assert lines[0].endswith(" INFO modelstream.features.featurizer: owns t[3]")
+    undo()  # the command is over: a later command in this process logs as before it
+    logging.getLogger("modelstream.features.featurizer").info("not any more")
+    assert capsys.readouterr().err == ""
+    assert (restored.handlers, restored.level) == before
 
 
 def test_the_level_comes_from_the_settings(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, TextIO
@@ -97,17 +97,25 @@ class _Stderr(logging.StreamHandler[TextIO]):
         super().emit(record)
 
 
-def log_to_stderr(settings: Settings) -> None:
+def log_to_stderr(settings: Settings) -> Callable[[], None]:
     """Send modelstream's log lines at ``settings.log_level`` and above to stderr, one
     per line with time, level and source: what a long-running role (``serve``, ``run``)
     leaves for its operator. Other commands keep Python's default (warnings only).
-    Calling it again replaces the handler instead of adding a second one."""
+
+    Returns the undo (the command passes it to ``ctx.call_on_close``), so a command run
+    in-process, as a test or an embedding application does, leaves logging as it was.
+    """
     handler = _Stderr(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
     logger = logging.getLogger("modelstream")
-    for old in [h for h in logger.handlers if isinstance(h, _Stderr)]:
-        logger.removeHandler(old)
+    level = logger.level
     logger.setLevel(settings.log_level)
     logger.addHandler(handler)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return undo

@@ -109,7 +109,7 @@ def serve_command(
     archiver, and with --train the trainer and automatic promotion. In this process, or
     with --processes as supervised child processes."""
     settings = settings_of(ctx)
-    log_to_stderr(settings)
+    ctx.call_on_close(log_to_stderr(settings))
     loop = _loop(
         train,
         train_every_labels,
@@ -185,7 +185,7 @@ def run_command(
 ) -> None:
     """Run one role of the services (on Kafka, each role can be a process of its own)."""
     settings = settings_of(ctx)
-    log_to_stderr(settings)
+    ctx.call_on_close(log_to_stderr(settings))
     on_ready = None if ready_file is None else ready_file.touch
     with backplane_of(ctx) as backplane:
         services = deployed_services(Registry(backplane, settings), service or ())

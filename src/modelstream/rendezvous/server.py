@@ -302,6 +302,16 @@ class Rendezvous:
             for rid in ids:
                 self.book.mark_answered(rid, now)
             self.stats["rebuilt_answered"] += len(ids)
+            log.info(
+                "rendezvous of %s takes over partitions %s (read again from the commit: %s); "
+                "%d requests there already answered",
+                self.topics.service,
+                sorted(new),
+                sorted(rewound),
+                len(ids),
+            )
+        if gone:
+            log.info("rendezvous of %s hands over partitions %s", self.topics.service, sorted(gone))
         self._owned = owned
         return rewound
 
