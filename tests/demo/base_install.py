@@ -27,6 +27,7 @@ EXTRA_ONLY: dict[str, str | None] = {
     "playwright": "playwright",
     "pytest": "pytest",
     "pytest-timeout": "pytest_timeout",
+    "pytest-xdist": "xdist",
     "ruff": "ruff",
     "schemathesis": "schemathesis",
     "types-PyYAML": None,
