@@ -30,7 +30,7 @@ def test_ci_runs_the_readmes_second_command_exactly_and_the_static_checks() -> N
     ran_at = ci.index(second)
     assert "set -euo pipefail" in ci[:ran_at]  # a failing test fails CI
     # The static checks run beside the tests, and CI's verdict waits for theirs.
-    started = [i for i, line in enumerate(ci) if line.startswith("bash scripts/check")]
+    started = [i for i, line in enumerate(ci) if "bash scripts/check" in line]
     assert started and started[0] < ran_at and ci[started[0]].endswith("&")
     assert ci[started[0] + 1] == "checks=$!"
     assert 'wait "$checks" || checked=$?' in ci[ran_at:]
