@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BACKPLANE = "sqlite://./.modelstream"
@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(
         default=6000,
         ge=100,
-        description="A group member that does not poll for this long is considered dead",
+        description="A group member not heard from for this long is considered dead (on "
+        "SQLite and in memory: one that has not polled; on Kafka: one whose heartbeats "
+        "stopped, its process dead, see max_poll_interval_ms)",
     )
     max_poll_interval_ms: int | None = Field(
         default=None,
@@ -110,6 +112,12 @@ class Settings(BaseSettings):
         default=None,
         description="Root of the Parquet archive (default: see Settings.archive_root)",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        # MODELSTREAM_LOG_LEVEL=debug is as clear as DEBUG
+        return value.upper() if isinstance(value, str) else value
 
     def answer_margin(self) -> int:
         """``answer_margin_ms`` when set, else by engine: 20 ms on Kafka, whose hop from the

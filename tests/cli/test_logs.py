@@ -47,6 +47,10 @@ def test_the_level_comes_from_the_settings(
     assert capsys.readouterr().err.splitlines()[-1].endswith("WARNING modelstream.x: heard")
 
 
+def test_a_level_in_lower_case_is_taken() -> None:
+    assert Settings(log_level="debug").log_level == "DEBUG"  # type: ignore[arg-type]
+
+
 def test_an_unknown_level_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match=r"DEBUG.*INFO.*WARNING.*ERROR"):
         Settings(log_level="LOUD")  # type: ignore[arg-type]

@@ -17,12 +17,13 @@ The contract, identical on every engine and proven by ``tests/backplane/test_con
 * **Consumers** without a group are assigned every partition of their topics and start
   at the beginning or the end (``start``). Consumers *with* a group share the partitions
   with the group's other live members; partitions are rebalanced when a member joins,
-  closes, or dies (stops polling for longer than the session timeout; on Kafka, whose
-  clients heartbeat from a thread of their own, when its process dies, and a live process
-  that stops polling after ``max_poll_interval_ms``). In a group subscribed to several
-  topics with the same partition count, partition ``p`` of every topic goes to the same
-  member (co-partitioning). A member starts each newly assigned
-  partition at the group's committed offset, or at ``start`` when none is committed.
+  closes, or dies: it stops polling for longer than the session timeout (on Kafka, whose
+  clients heartbeat from a thread of their own, its process stops; a live process that
+  stops polling is dropped after ``Settings.max_poll_interval()``, twice the session by
+  default). In a group subscribed to several topics with the same partition count,
+  partition ``p`` of every topic goes to the same member (co-partitioning). A member
+  starts each newly assigned partition at the group's committed offset, or at ``start``
+  when none is committed.
   Delivery is at-least-once: a record is redelivered until an offset past it is committed.
 * **Assignment is eventually consistent.** :meth:`Consumer.assignment` may be empty until
   the first :meth:`Consumer.poll` returns, and :meth:`Consumer.poll` may return nothing
