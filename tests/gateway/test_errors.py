@@ -7,7 +7,7 @@ import logging
 
 import orjson
 import pytest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelstream import errors
@@ -62,6 +62,23 @@ def test_guarded_turns_exceptions_into_responses() -> None:
     request = Request({"type": "http", "method": "GET", "headers": []})
     response = asyncio.run(endpoint(request))
     assert response.status_code == 503
+
+
+def test_a_client_that_disconnects_mid_body_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client's timeout or a closed tab: no 500, and no traceback in the role's log."""
+
+    @guarded
+    async def endpoint(request: Request) -> Response:
+        raise ClientDisconnect()
+
+    request = Request({"type": "http", "method": "POST", "headers": []})
+    with caplog.at_level(logging.INFO, logger="modelstream.gateway.errors"):
+        response = asyncio.run(endpoint(request))
+    assert response.status_code == 400
+    assert "disconnected" in orjson.loads(response.body)["error"]
+    assert caplog.records == []
 
 
 def test_check_token() -> None:

@@ -29,7 +29,7 @@ from functools import wraps
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelstream.errors import (
@@ -113,6 +113,11 @@ def guarded(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except HTTPException:
             raise
+        except ClientDisconnect:
+            # The caller gave up (its timeout, a closed tab) before its body arrived:
+            # nobody reads this answer, and nothing went wrong here to log a trace for.
+            log.debug("a client disconnected before its request body arrived")
+            return error_response(400, "the client disconnected before its request arrived")
         except Exception as exc:
             return response_for(exc)
 
