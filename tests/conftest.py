@@ -18,12 +18,3 @@ def kafka_broker() -> Iterator[str]:
     """
     with TansuBroker.start() as broker:
         yield broker.bootstrap
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with a slow test run first, the quick ones after (each module kept whole,
-    in its order). With ``-n``, workers take modules in this order (``--dist loadscope
-    --no-loadscope-reorder``), so the quick modules fill the end of the run in, instead
-    of one worker finishing a two-minute module alone while the other waits."""
-    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
