@@ -198,13 +198,15 @@ def _freezable() -> Iterator[tuple[KafkaBackplane, Callable[[], None]]]:
 
 def test_a_first_read_of_a_topic_from_a_silent_broker_is_reported_within_the_timeout() -> None:
     """The reader asks for a topic's metadata before its first read of it: that too is
-    bounded by the connect timeout, and reported as the broker not answering."""
+    bounded by the connect timeout, and reported as the broker not answering. (When
+    librdkafka already holds the topic's metadata, from a refresh of every topic, the
+    fetch meets the silence instead: the same error, its message naming the read.)"""
     with _freezable() as (backplane, freeze):
         name = unique("unseen")
         backplane.create_topic(name, 2, compacted=True)
         freeze()
         started = time.monotonic()
-        with pytest.raises(BackplaneUnavailable, match=r"did not answer .*reachable"):
+        with pytest.raises(BackplaneUnavailable, match="check that it runs and is reachable"):
             backplane.read_compacted(name)
         assert time.monotonic() - started < 1.0 + 5
 

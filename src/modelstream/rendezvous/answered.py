@@ -79,11 +79,13 @@ def answered_ids(
     try:
         assigned = consumer.assignment()
         wanted = {TopicPartition(results_topic, p) for p in wanted_parts} & assigned
-        consumer.seek_to_end(assigned - wanted)
+        # The ends from the consumer itself, not describe_topic: that also reads every
+        # consumer group's lag, which on a broker with many groups made a takeover step
+        # outlast the poll interval (and the member was dropped from its group).
+        consumer.seek_to_end(assigned)
+        ends = {tp.partition: consumer.position(tp) for tp in wanted}
         for tp in wanted:
             consumer.seek_to_time(starts[tp.partition], [tp])
-        info = backplane.describe_topic(results_topic).partitions
-        ends = {p.partition: p.end for p in info}
         give_up = time.monotonic() + timeout_s
         while time.monotonic() < give_up and any(
             consumer.position(tp) < ends.get(tp.partition, 0) for tp in wanted
