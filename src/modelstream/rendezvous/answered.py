@@ -19,8 +19,22 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-from modelstream.backplane.port import Backplane
+from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import TopicPartition
+
+
+def _ends(
+    consumer: Consumer, topic: str, partitions: Iterable[int]
+) -> tuple[set[TopicPartition], dict[int, int]]:
+    """The assigned ones of ``partitions`` and every partition's end, with ``consumer``
+    left at the end of each. The ends come from the consumer, not ``describe_topic``:
+    that also reads every consumer group's lag, which on a broker with many groups made
+    a takeover step outlast the poll interval (and the member was dropped from its
+    group)."""
+    assigned = consumer.assignment()
+    wanted = {TopicPartition(topic, p) for p in partitions} & assigned
+    consumer.seek_to_end(assigned)
+    return wanted, {tp.partition: consumer.position(tp) for tp in assigned}
 
 
 def _first_timestamp(
@@ -30,12 +44,9 @@ def _first_timestamp(
     found: dict[int, int] = {}
     consumer = backplane.consumer([topic], start="earliest")
     try:
-        assigned = consumer.assignment()
-        wanted = {TopicPartition(topic, p) for p in offsets} & assigned
-        consumer.seek_to_end(assigned - wanted)
+        wanted, ends = _ends(consumer, topic, offsets)
         for tp in wanted:
             consumer.seek(tp, offsets[tp.partition])
-        ends = {info.partition: info.end for info in backplane.describe_topic(topic).partitions}
         pending = {
             tp.partition for tp in wanted if offsets[tp.partition] < ends.get(tp.partition, 0)
         }
@@ -77,13 +88,7 @@ def answered_ids(
     ids: set[str] = set()
     consumer = backplane.consumer([results_topic], start="earliest")
     try:
-        assigned = consumer.assignment()
-        wanted = {TopicPartition(results_topic, p) for p in wanted_parts} & assigned
-        # The ends from the consumer itself, not describe_topic: that also reads every
-        # consumer group's lag, which on a broker with many groups made a takeover step
-        # outlast the poll interval (and the member was dropped from its group).
-        consumer.seek_to_end(assigned)
-        ends = {tp.partition: consumer.position(tp) for tp in wanted}
+        wanted, ends = _ends(consumer, results_topic, wanted_parts)
         for tp in wanted:
             consumer.seek_to_time(starts[tp.partition], [tp])
         give_up = time.monotonic() + timeout_s
