@@ -60,6 +60,19 @@ def test_create_list_describe_delete(backplane: Backplane) -> None:
         backplane.delete_topic(name)
     with pytest.raises(TopicNotFound):
         backplane.describe_topic(name)
+    with pytest.raises(TopicNotFound):
+        backplane.partitions(name)
+    with pytest.raises(TopicNotFound):
+        backplane.group_offsets(unique("group"), name)
+
+
+def test_partitions_are_the_offsets_describe_gives(backplane: Backplane) -> None:
+    name = unique("partitions")
+    backplane.create_topic(name, 3)
+    backplane.produce(name, [OutRecord(b"%d" % i, partition=i % 2) for i in range(7)])
+    partitions = backplane.partitions(name)
+    assert [(p.partition, p.start, p.end) for p in partitions] == [(0, 0, 4), (1, 0, 3), (2, 0, 0)]
+    assert partitions == backplane.describe_topic(name).partitions
 
 
 def test_compacted_flag_is_kept(backplane: Backplane) -> None:
@@ -341,7 +354,9 @@ def test_offsets_set_from_outside_a_new_group_are_where_it_starts(
     backplane.produce(
         name, [OutRecord(f"p{p}-{i}".encode(), partition=p) for p in (0, 1) for i in range(5)]
     )
+    assert backplane.group_offsets(group, name) == {}
     backplane.set_group_offsets(group, {TopicPartition(name, 0): 3})
+    assert backplane.group_offsets(group, name) == {0: 3}
     with closing(backplane.consumer([name], group=group)) as consumer:
         got = collect(consumer, 7)
         assert consumer.committed([TopicPartition(name, 0)]) == {TopicPartition(name, 0): 3}
@@ -376,6 +391,7 @@ def test_the_group_lag_shows_in_describe(backplane: Backplane) -> None:
         assert info.lag == {0: 2, 1: 0}
         assert info.total_lag == 2
         assert info.members == 1
+        assert backplane.group_offsets(group, name) == {0: 3, 1: 5}
     assert [(p.start, p.end) for p in description.partitions] == [(0, 5), (0, 5)]
 
 

@@ -102,12 +102,27 @@ class MemoryBackplane:
         with self._cond:
             self._groups.setdefault(group, _Group()).committed.update(offsets)
 
+    def partitions(self, name: str) -> tuple[PartitionInfo, ...]:
+        with self._cond:
+            topic = self._topics.get(name)
+            if topic is None:
+                raise TopicNotFound(name)
+            return tuple(PartitionInfo(p, 0, len(log)) for p, log in enumerate(topic.logs))
+
+    def group_offsets(self, group: str, topic: str) -> dict[int, int]:
+        with self._cond:
+            if topic not in self._topics:
+                raise TopicNotFound(topic)
+            found = self._groups.get(group)
+            committed = found.committed.items() if found is not None else ()
+            return {tp.partition: o for tp, o in committed if tp.topic == topic}
+
     def describe_topic(self, name: str) -> TopicDescription:
         with self._cond:
             topic = self._topics.get(name)
             if topic is None:
                 raise TopicNotFound(name)
-            parts = tuple(PartitionInfo(p, 0, len(log)) for p, log in enumerate(topic.logs))
+            parts = self.partitions(name)
             groups = []
             for group_name, group in sorted(self._groups.items()):
                 committed = {

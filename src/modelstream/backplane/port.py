@@ -40,6 +40,7 @@ from typing import Literal, Protocol, runtime_checkable
 from modelstream.backplane.records import (
     Delivered,
     OutRecord,
+    PartitionInfo,
     Record,
     TopicDescription,
     TopicPartition,
@@ -136,8 +137,23 @@ class Backplane(Protocol):
         """Every topic, sorted by name."""
         ...
 
+    def partitions(self, name: str) -> tuple[PartitionInfo, ...]:
+        """Each partition of ``name`` with its first readable and its end offset, in
+        partition order; raises ``TopicNotFound``. The offsets alone, without the groups:
+        a role that only needs where a topic ends calls this, whose cost does not grow
+        with the number of consumer groups on the broker."""
+        ...
+
+    def group_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """``group``'s committed next offset per partition of ``topic``, for the
+        partitions it has committed (``{}`` for a group that never committed there);
+        raises ``TopicNotFound``. Reads this one group, not every group of the broker."""
+        ...
+
     def describe_topic(self, name: str) -> TopicDescription:
-        """Partitions with their offsets, and every group with committed offsets and lag."""
+        """Partitions with their offsets (as :meth:`partitions`), and every group with
+        committed offsets and lag. On Kafka this reads every consumer group of the broker,
+        so it is for operators and for roles that need the groups."""
         ...
 
     def set_group_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:

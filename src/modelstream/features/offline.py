@@ -144,8 +144,7 @@ def build(
 
 def topic_entries(backplane: Backplane, topic: str) -> Iterator[Entry]:
     """Every record of ``topic`` now, partition by partition, in offset order."""
-    description = backplane.describe_topic(topic)
-    ends = {info.partition: info.end for info in description.partitions}
+    ends = {info.partition: info.end for info in backplane.partitions(topic)}
     consumer = backplane.consumer([topic], start="earliest")
     try:
         by_partition: dict[int, list[Record]] = {p: [] for p in ends}

@@ -186,7 +186,7 @@ class Dashboard:
         backplane = self.plane.backplane
         if topic not in {spec.name for spec in backplane.list_topics()}:
             return 0
-        return sum(p.end - p.start for p in backplane.describe_topic(topic).partitions)
+        return sum(p.end - p.start for p in backplane.partitions(topic))
 
     def service_view(self, service: str) -> dict[str, Any]:
         """Everything the page shows of ``service`` (blocking; see the module doc)."""

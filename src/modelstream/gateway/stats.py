@@ -32,15 +32,15 @@ def stats_from_scores(
     skipped (the scorers' own dead-letter handling reports them).
     """
     topic = ServiceTopics(service).scores
-    description = backplane.describe_topic(topic)
-    per_partition = max(1, limit // max(1, len(description.partitions)))
-    remaining = {p.partition: p.end for p in description.partitions if p.records}
+    partitions = backplane.partitions(topic)
+    per_partition = max(1, limit // max(1, len(partitions)))
+    remaining = {p.partition: p.end for p in partitions if p.records}
     book = StatsBook()
     if not remaining:
         return []
     consumer = backplane.consumer([topic], start="earliest")
     try:
-        for info in description.partitions:
+        for info in partitions:
             tp = TopicPartition(topic, info.partition)
             if tp in consumer.assignment():
                 consumer.seek(tp, max(info.start, info.end - per_partition))

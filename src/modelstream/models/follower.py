@@ -83,7 +83,7 @@ class RegistryFollower:
             raise RuntimeError("this follower was already started")
         ends: dict[tuple[str, int], int] = {}
         for topic in (self._topics.models, self._topics.deployment):
-            for p in self._bp.describe_topic(topic).partitions:
+            for p in self._bp.partitions(topic):
                 if p.end > 0:
                     ends[(topic, p.partition)] = p.end
         consumer = self._bp.consumer(

@@ -117,7 +117,7 @@ class Registry:
         topics = ServiceTopics(service)
         if topics.deployment not in self._topic_names():
             return []
-        ends = {p.partition: p.end for p in self._bp.describe_topic(topics.deployment).partitions}
+        ends = {p.partition: p.end for p in self._bp.partitions(topics.deployment)}
         records = []
         consumer = self._bp.consumer([topics.deployment], start="earliest")
         try:

@@ -250,8 +250,7 @@ class Monitor:
         return False
 
     def _ends(self, topic: str) -> dict[TopicPartition, int]:
-        description = self._bp.describe_topic(topic)
-        return {TopicPartition(topic, p.partition): p.end for p in description.partitions}
+        return {TopicPartition(topic, p.partition): p.end for p in self._bp.partitions(topic)}
 
     # -- evaluation and reading -----------------------------------------------------------
 

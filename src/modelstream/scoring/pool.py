@@ -13,7 +13,7 @@ Two rules keep a change of lanes from skipping a request:
 
 * **Seeding.** Before a new ``name@version`` lane starts, if its group has no committed
   offsets, the pool commits for it the offsets lane ``name``'s group has committed (read
-  from ``describe_topic(requests).groups``). So the champion demoted by a promotion —
+  with ``group_offsets``). So the champion demoted by a promotion —
   scored in lane ``name`` until now — resumes in its own lane where it was.
 * **Draining.** When a lane disappears while its version stays live in another lane (a
   challenger ``gbm@4`` promoted into lane ``gbm``), its scorer keeps scoring until the
@@ -65,21 +65,17 @@ def seed_lane(backplane: Backplane, service: str, lane: str) -> dict[int, int]:
     topic = ServiceTopics(service).requests
     group, base = scorer_group(service, lane), scorer_group(service, lane_name(lane))
     try:
-        described = backplane.describe_topic(topic)
+        if backplane.group_offsets(group, topic):
+            return {}
+        source = backplane.group_offsets(base, topic)
     except TopicNotFound:
         return {}  # no request yet: every lane starts at the beginning
-    groups = {g.group: g for g in described.groups}
-    if group in groups and groups[group].committed:
-        return {}
-    source = groups.get(base)
-    if source is None or not source.committed:
+    if not source:
         return {}
     # From outside the group: on Kafka a consumer cannot commit before it has joined.
-    backplane.set_group_offsets(
-        group, {TopicPartition(topic, p): o for p, o in source.committed.items()}
-    )
+    backplane.set_group_offsets(group, {TopicPartition(topic, p): o for p, o in source.items()})
     log.info("%s: lane %s starts at the offsets of lane %s", service, lane, lane_name(lane))
-    return dict(source.committed)
+    return source
 
 
 @dataclass
@@ -245,7 +241,10 @@ class ScorerPool:
         if not draining:
             return
         topic = ServiceTopics(self.service).requests
-        groups = {g.group: g.committed for g in self.backplane.describe_topic(topic).groups}
+        # The groups _drained compares: each draining scorer's and its new lane's.
+        wanted = {d.scorer.group for d in draining.values()}
+        wanted |= {scorers[d.into].group for d in draining.values() if d.into in scorers}
+        groups = {g: self.backplane.group_offsets(g, topic) for g in wanted}
         for lane, d in draining.items():
             if not self._drained(d, scorers.get(d.into), groups):
                 continue

@@ -179,6 +179,19 @@ class KafkaAdmin:
         future = self._client.alter_consumer_group_offsets([request])[group]
         self._result(future, "set group offsets")
 
+    def group_offsets(self, group: str, spec: TopicSpec) -> dict[int, int]:
+        """``group``'s committed offsets on the partitions of ``spec`` that have one."""
+        partitions = [KafkaTP(spec.name, p) for p in range(spec.partitions)]
+        request = [ConsumerGroupTopicPartitions(group, partitions)]
+        future = self._client.list_consumer_group_offsets(request)[group]
+        offsets = self._result(future, "list group offsets")
+        self._client.poll(0)
+        return {
+            tp.partition: tp.offset
+            for tp in offsets.topic_partitions
+            if tp.topic == spec.name and tp.offset >= 0
+        }
+
     def groups(self, topic: str, ends: dict[int, int]) -> list[GroupInfo]:
         """Every group with committed offsets on ``topic``: offsets, lag against ``ends``."""
         listing = self._result(self._client.list_consumer_groups(), "list groups")

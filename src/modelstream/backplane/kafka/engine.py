@@ -93,13 +93,22 @@ class KafkaBackplane:
     def set_group_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
         self.admin.set_offsets(group, offsets)
 
+    def partitions(self, name: str) -> tuple[PartitionInfo, ...]:
+        return self._partitions(self.admin.spec(name))
+
+    def group_offsets(self, group: str, topic: str) -> dict[int, int]:
+        return self.admin.group_offsets(group, self.admin.spec(topic))
+
     def describe_topic(self, name: str) -> TopicDescription:
         spec = self.admin.spec(name)
-        tps = [TopicPartition(name, p) for p in range(spec.partitions)]
-        ends = self.reader.ends(tps)
-        parts = tuple(PartitionInfo(tp.partition, self.reader.low(tp), ends[tp]) for tp in tps)
+        parts = self._partitions(spec)
         groups = self.admin.groups(name, {p.partition: p.end for p in parts})
         return TopicDescription(spec, parts, tuple(groups))
+
+    def _partitions(self, spec: TopicSpec) -> tuple[PartitionInfo, ...]:
+        tps = [TopicPartition(spec.name, p) for p in range(spec.partitions)]
+        ends = self.reader.ends(tps)
+        return tuple(PartitionInfo(tp.partition, self.reader.low(tp), ends[tp]) for tp in tps)
 
     # -- producing ------------------------------------------------------------------------
 

@@ -221,26 +221,39 @@ class SqliteBackplane:
         with schema.guard(self._path):
             groups.commit(self._meta(), group, "", offsets, now_ms())
 
+    def partitions(self, name: str) -> tuple[PartitionInfo, ...]:
+        with schema.guard(self._path):
+            return self._partitions(self._entry(name, create=False))
+
+    def group_offsets(self, group: str, topic: str) -> dict[int, int]:
+        with schema.guard(self._path):
+            entry = self._entry(topic, create=False)
+            wanted = [TopicPartition(topic, p) for p in range(entry.spec.partitions)]
+            found = groups.committed(self._meta(), group, wanted)
+            return {tp.partition: o for tp, o in found.items() if o is not None}
+
     def describe_topic(self, name: str) -> TopicDescription:
         with schema.guard(self._path):
             entry = self._entry(name, create=False)
-            conn = self._records_conn(entry)
-            ends: dict[int, int] = {}
-            starts: dict[int, int] = {}
-            for p in range(entry.spec.partitions):
-                ends[p] = conn.execute(schema.NEXT_OFFSET, (p,)).fetchone()[0]
-                first = conn.execute(schema.FIRST_OFFSET, (p,)).fetchone()[0]
-                starts[p] = ends[p] if first is None else first
-            infos = tuple(PartitionInfo(p, starts[p], ends[p]) for p in ends)
+            infos = self._partitions(entry)
             found = groups.describe_groups(
                 self._meta(),
                 name,
-                ends,
-                starts,
+                {p.partition: p.end for p in infos},
+                {p.partition: p.start for p in infos},
                 now_ms=now_ms(),
                 timeout_ms=self._settings.session_timeout_ms,
             )
             return TopicDescription(entry.spec, infos, found)
+
+    def _partitions(self, entry: schema.TopicEntry) -> tuple[PartitionInfo, ...]:
+        conn = self._records_conn(entry)
+        infos = []
+        for p in range(entry.spec.partitions):
+            end = conn.execute(schema.NEXT_OFFSET, (p,)).fetchone()[0]
+            first = conn.execute(schema.FIRST_OFFSET, (p,)).fetchone()[0]
+            infos.append(PartitionInfo(p, end if first is None else first, end))
+        return tuple(infos)
 
     # -- producing ----------------------------------------------------------------------
 
