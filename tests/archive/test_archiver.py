@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from modelstream.archive.reader import ArchiveReader, score_column
 from modelstream.backplane.factory import open_backplane
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord
+from modelstream.errors import BackplaneUnavailable, ConfigurationError
 from modelstream.settings import Settings
 
 from .helpers import DAY, T0, produce, traffic
@@ -129,3 +131,39 @@ def test_crashes_lose_nothing_acknowledged_and_readers_dedup(
     joined = reader.joined("svc", labelled_only=True)
     assert len(joined) == 30 and joined["request_id"].is_unique
     assert not list(root.rglob(".*.tmp"))
+
+
+class _Waits(threading.Event):
+    """A stop event that records each wait instead of waiting, and is set after ``count``."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        if len(self.waits) >= self.count:
+            self.set()
+        return self.is_set()
+
+
+def test_a_backplane_that_stays_down_is_retried_with_a_backoff_bounded_by_the_settings(
+    backplane: Backplane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archiver = Archiver(backplane, "svc", tmp_path / "archive", retry_max_s=0.5)
+
+    def down(timeout: float = 0.5) -> int:
+        raise BackplaneUnavailable("the broker is down; check that it runs")
+
+    monkeypatch.setattr(archiver, "step", down)
+    stop = _Waits(5)
+    archiver.run(stop)
+    assert stop.waits == [0.2, 0.4, 0.5, 0.5, 0.5]
+
+
+def test_an_archiver_without_a_backoff_bound_is_refused(
+    backplane: Backplane, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigurationError, match="retry_max_s > 0"):
+        Archiver(backplane, "svc", tmp_path / "archive", retry_max_s=0)

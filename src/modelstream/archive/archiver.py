@@ -65,15 +65,19 @@ class Archiver:
         *,
         flush_rows: int = 10_000,
         flush_seconds: float = 5.0,
+        retry_max_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if flush_rows < 1 or flush_seconds <= 0:
-            raise ConfigurationError("archiver needs flush_rows >= 1 and flush_seconds > 0")
+        if flush_rows < 1 or flush_seconds <= 0 or retry_max_s <= 0:
+            raise ConfigurationError(
+                "archiver needs flush_rows >= 1, flush_seconds > 0 and retry_max_s > 0"
+            )
         self._bp = backplane
         self._topics = ServiceTopics(service)
         self._root = Path(root)
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
+        self._retry_max_s = retry_max_s  # the settings' retry_max_s(): see Settings
         self._clock = clock
         self._kinds = self._subscribe()
         self._consumer: Consumer = backplane.consumer(
@@ -202,7 +206,7 @@ class Archiver:
                         "archiver of %s: %s; retrying in %.1f s", self.service, exc, backoff
                     )
                     stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, self._retry_max_s)
                 else:
                     backoff = 0.2
         finally:

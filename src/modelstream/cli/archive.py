@@ -67,6 +67,7 @@ def run(
             root,
             flush_rows=flush_rows,
             flush_seconds=flush_seconds,
+            retry_max_s=settings.retry_max_s(),
         )
         console.print(f"archiving {service} to {root} (Ctrl-C to stop)")
         try:

@@ -119,10 +119,19 @@ class ArchiverThread:
     """One service's archiver in a thread of its own: :meth:`start`, then :meth:`stop`
     (which flushes, commits and leaves the group)."""
 
-    def __init__(self, backplane: Backplane, service: str, root: Path, flush_seconds: float):
+    def __init__(
+        self,
+        backplane: Backplane,
+        service: str,
+        root: Path,
+        flush_seconds: float,
+        retry_max_s: float,
+    ) -> None:
         from modelstream.archive.archiver import Archiver
 
-        self.archiver = Archiver(backplane, service, root, flush_seconds=flush_seconds)
+        self.archiver = Archiver(
+            backplane, service, root, flush_seconds=flush_seconds, retry_max_s=retry_max_s
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"archiver-{service}", daemon=True)
         self.failure: BaseException | None = None

@@ -187,7 +187,8 @@ class Serving:
             root = self.settings.archive_root()
             flush = self.loop.archive_flush_seconds
             self.archivers = [
-                ArchiverThread(self.backplane, s, root, flush).start() for s in self.services
+                ArchiverThread(self.backplane, s, root, flush, self.settings.retry_max_s()).start()
+                for s in self.services
             ]
         for m in self.monitors:
             m.start()
