@@ -12,6 +12,7 @@ figures of the others); ``benchmarks/reliability_report.py`` renders that file i
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -36,19 +37,24 @@ class Reliability:
         self.entries[test_id] = {**figures, "at": datetime.now(UTC).isoformat(timespec="seconds")}
 
     def write(self, path: Path = REPORT) -> None:
+        """Merge these entries into ``path``. Under pytest-xdist every worker merges its
+        own at its session's end: a lock file makes each read-merge-write whole, so no
+        worker's figures overwrite another's."""
         if not self.entries:
             return
-        old: dict[str, Any] = {}
-        if path.exists():
-            old = json.loads(path.read_text()).get("tests", {})
-        merged = {**old, **self.entries}
-        doc = {
-            "machine": f"{platform.system()} {platform.machine()}, "
-            f"python {platform.python_version()}",
-            "tests": dict(sorted(merged.items())),
-        }
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            old: dict[str, Any] = {}
+            if path.exists():
+                old = json.loads(path.read_text()).get("tests", {})
+            merged = {**old, **self.entries}
+            doc = {
+                "machine": f"{platform.system()} {platform.machine()}, "
+                f"python {platform.python_version()}",
+                "tests": dict(sorted(merged.items())),
+            }
+            path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
 @pytest.fixture(scope="session")
