@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import time
 from typing import Any
 
 import orjson
@@ -11,6 +14,7 @@ import pytest
 from modelstream.backplane.memory import MemoryBackplane
 from modelstream.backplane.records import OutRecord, record_size
 from modelstream.clock import ManualClock
+from modelstream.errors import BackplaneUnavailable
 from modelstream.features import offline
 from modelstream.features.aggregates import Count
 from modelstream.features.checkpoint import Checkpointer
@@ -282,3 +286,34 @@ def test_a_request_too_large_once_enriched_is_dead_lettered_and_the_next_goes_on
     assert dead.header("x-original-size") == str(len(big.value)).encode()
     assert record_size(OutRecord(dead.value, dead.key, dead.headers)) <= bp.max_record_bytes
     assert fz.stats.dead_letters == 1
+
+
+def test_a_backplane_failure_is_a_one_line_warning_and_the_featurizer_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    bp = MemoryBackplane(SETTINGS)
+    bp.create_topic("trucks.events", 2)
+    fz = _featurizer(bp, truck_features())
+    real, failed = fz.run_once, threading.Event()
+
+    def run_once_failing_once(timeout: float) -> Any:
+        if not failed.is_set():
+            failed.set()
+            raise BackplaneUnavailable("the broker is down; check that it runs")
+        return real(timeout=timeout)
+
+    monkeypatch.setattr(fz, "run_once", run_once_failing_once)
+    with caplog.at_level(logging.WARNING, logger="modelstream.features.featurizer"):
+        fz.start()
+        try:
+            assert failed.wait(10)
+            bp.produce("trucks.events", [event("t1", 0, 1.0), request("r1", "t1", 5)])
+            deadline = time.monotonic() + 10
+            while not enriched(bp, "trucks.requests") and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            fz.stop()
+    assert "r1" in enriched(bp, "trucks.requests")
+    (record,) = [r for r in caplog.records if r.name == "modelstream.features.featurizer"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "the broker is down" in record.getMessage()

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
+from modelstream.errors import BackplaneUnavailable
 from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.integrity import generate_keys, sha256_hex
 from modelstream.models.refs import ModelRef
 from modelstream.models.schema import ModelSchema, TensorSpec
+from modelstream.scoring import scorer as scorer_module
 from modelstream.scoring.scorer import Scorer, ScorerConfig
 from modelstream.testing.models import config
 
@@ -160,3 +165,31 @@ def test_an_error_event_names_a_deployed_version_without_descriptor(
     force_deployment(env.backplane, missing)
     event = watcher.wait_event("waiting", 9, timeout=20)
     assert event.error_type == "ModelNotFound" and scorer.serving == ModelRef("lr", 1)
+
+
+def test_a_backplane_failure_is_a_one_line_warning_and_scoring_resumes(
+    sqlite_env: Env,
+    onnx_models: Models,
+    serving: tuple[Scorer, Watcher],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker away is expected in operation: the operator reads what failed in one line,
+    not a traceback, and the scorer goes on from its committed offsets."""
+    env, (scorer, watcher) = sqlite_env, serving
+    real, failed = scorer_module.collect, threading.Event()
+
+    def collect_failing_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed.is_set():
+            failed.set()
+            raise BackplaneUnavailable("the broker is down; check that it runs")
+        return real(*args, **kwargs)
+
+    with caplog.at_level(logging.WARNING, logger="modelstream.scoring.scorer"):
+        monkeypatch.setattr(scorer_module, "collect", collect_failing_once)
+        assert failed.wait(10)
+        assert all(s.ok for s in score_some(env, watcher, onnx_models.x))
+    assert scorer.loop_errors == 1
+    (record,) = [r for r in caplog.records if r.name == "modelstream.scoring.scorer"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "the broker is down" in record.getMessage()

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import OutRecord, Record, TopicPartition, record_size
 from modelstream.clock import Clock
-from modelstream.errors import DecodeError
+from modelstream.errors import BackplaneError, DecodeError
 from modelstream.features import records as rec
 from modelstream.features.checkpoint import Checkpointer
 from modelstream.features.definitions import FeatureSet
@@ -125,8 +125,11 @@ class Featurizer:
         while not self._stop.is_set():
             try:
                 self.run_once(timeout=0.1)
-            except Exception:  # a role keeps running; the error is logged with its cause
-                log.exception("featurizer step failed; retrying from the last checkpoint")
+            except Exception as exc:  # a role keeps running; the error is logged
+                if isinstance(exc, BackplaneError):  # a broker away: expected, no trace
+                    log.warning("featurizer: %s; retrying from the last checkpoint", exc)
+                else:
+                    log.exception("featurizer step failed; retrying from the last checkpoint")
                 # The step may have applied records whose outputs were never produced
                 # (a broker gone away): resume every partition from its checkpoint.
                 self.rewind()

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, Record
-from modelstream.errors import DecodeError, InvalidRequest
+from modelstream.errors import BackplaneError, DecodeError, InvalidRequest
 from modelstream.wire.results import Result, decode_result
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,13 @@ class ReplyListener:
             while not self._stop.is_set():
                 try:
                     records = self._consumer.poll(500, self._poll_timeout)
-                except Exception:
+                except Exception as exc:
                     if self._stop.is_set():
                         break
-                    log.exception("polling %s failed; retrying", self.topic)
+                    if isinstance(exc, BackplaneError):  # a broker away: expected, no trace
+                        log.warning("polling %s failed: %s; retrying", self.topic, exc)
+                    else:
+                        log.exception("polling %s failed; retrying", self.topic)
                     self._stop.wait(0.5)
                     continue
                 if records:
