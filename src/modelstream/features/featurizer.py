@@ -32,12 +32,13 @@ from collections.abc import Sequence
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import OutRecord, Record, TopicPartition, record_size
 from modelstream.clock import Clock
-from modelstream.errors import BackplaneError, DecodeError
+from modelstream.errors import DecodeError
 from modelstream.features import records as rec
 from modelstream.features.checkpoint import Checkpointer
 from modelstream.features.definitions import FeatureSet
 from modelstream.features.engine import NO_WATERMARK, FeatureEngine
 from modelstream.features.state import StateStore
+from modelstream.logs import log_recovered
 from modelstream.settings import Settings
 from modelstream.wire.deadletter import dead_letter_record
 from modelstream.wire.requests import decode_request
@@ -126,10 +127,7 @@ class Featurizer:
             try:
                 self.run_once(timeout=0.1)
             except Exception as exc:  # a role keeps running; the error is logged
-                if isinstance(exc, BackplaneError):  # a broker away: expected, no trace
-                    log.warning("featurizer: %s; retrying from the last checkpoint", exc)
-                else:
-                    log.exception("featurizer step failed; retrying from the last checkpoint")
+                log_recovered(log, exc, "featurizer step failed, retrying from the last checkpoint")
                 # The step may have applied records whose outputs were never produced
                 # (a broker gone away): resume every partition from its checkpoint.
                 self.rewind()

@@ -25,7 +25,8 @@ from collections.abc import Callable
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, Record
-from modelstream.errors import BackplaneError, DecodeError, InvalidRequest
+from modelstream.errors import DecodeError, InvalidRequest
+from modelstream.logs import log_recovered
 from modelstream.wire.results import Result, decode_result
 
 log = logging.getLogger(__name__)
@@ -144,10 +145,7 @@ class ReplyListener:
                 except Exception as exc:
                     if self._stop.is_set():
                         break
-                    if isinstance(exc, BackplaneError):  # a broker away: expected, no trace
-                        log.warning("polling %s failed: %s; retrying", self.topic, exc)
-                    else:
-                        log.exception("polling %s failed; retrying", self.topic)
+                    log_recovered(log, exc, "polling %s failed, retrying", self.topic)
                     self._stop.wait(0.5)
                     continue
                 if records:

@@ -32,6 +32,7 @@ from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord
 from modelstream.clock import Clock
 from modelstream.errors import BackplaneError, DecodeError
+from modelstream.logs import log_recovered
 from modelstream.wire import codec
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ def topic_sink(backplane: Backplane, topic: str) -> Sink:
     def send(alert: Alert) -> None:
         try:
             backplane.produce(topic, [OutRecord(alert.encode(), alert.key, (), alert.at)])
-        except BackplaneError:
-            log.exception("could not write alert to %s; it was logged above", topic)
+        except BackplaneError as exc:
+            log_recovered(log, exc, "could not write alert to %s (it was logged above)", topic)
 
     return send

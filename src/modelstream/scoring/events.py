@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, now_ms
 from modelstream.errors import DecodeError
+from modelstream.logs import log_recovered
 from modelstream.models.refs import ModelRef
 from modelstream.wire import codec
 from modelstream.wire.topics import ServiceTopics
@@ -173,5 +174,5 @@ def emit(
     )
     try:
         backplane.produce(ServiceTopics(service).model_events, [event.record()])
-    except Exception:
-        log.exception("%s: could not write a %s event about %s", scorer, kind, ref)
+    except Exception as exc:
+        log_recovered(log, exc, "%s: could not write a %s event about %s", scorer, kind, ref)

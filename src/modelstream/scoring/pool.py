@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import TopicPartition
 from modelstream.errors import TopicNotFound
+from modelstream.logs import log_recovered
 from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.refs import ModelRef
@@ -195,8 +196,10 @@ class ScorerPool:
         for lane in starting:
             try:
                 seed_lane(self.backplane, self.service, lane)
-            except Exception:  # the lane then starts at config.start: duplicates, no skip
-                log.exception("%s: could not seed the offsets of lane %s", self.service, lane)
+            except Exception as exc:  # the lane then starts at config.start: no skip
+                log_recovered(
+                    log, exc, "%s: could not seed the offsets of lane %s", self.service, lane
+                )
             new.append(
                 Scorer(
                     self.backplane,
@@ -231,8 +234,8 @@ class ScorerPool:
                 return
             try:
                 self._check_drains()
-            except Exception:  # a failed check is retried on the next round
-                log.exception("%s: checking draining scorers failed", self.service)
+            except Exception as exc:  # a failed check is retried on the next round
+                log_recovered(log, exc, "%s: checking draining scorers failed", self.service)
 
     def _check_drains(self) -> None:
         with self._lock:

@@ -66,7 +66,8 @@ from typing import Literal, Protocol
 from modelstream.backplane.cadence import CommitCadence
 from modelstream.backplane.port import Backplane, Consumer, StartFrom
 from modelstream.backplane.records import TopicPartition
-from modelstream.errors import BackplaneError, ConfigurationError, ModelError, ModelNotFound
+from modelstream.errors import ConfigurationError, ModelError, ModelNotFound
+from modelstream.logs import log_recovered
 from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.refs import ModelRef
@@ -366,12 +367,9 @@ class Scorer:
                     # Reopening resumes at the committed offsets: nothing scored-but-
                     # uncommitted is lost, at worst it is scored again.
                     self.loop_errors += 1
-                    if isinstance(exc, BackplaneError):  # a broker away: expected, no trace
-                        log.warning("%s: %s; resuming from committed offsets", self.group, exc)
-                    else:
-                        log.exception(
-                            "%s: scoring failed; resuming from committed offsets", self.group
-                        )
+                    log_recovered(
+                        log, exc, "%s: scoring failed, resuming from committed offsets", self.group
+                    )
                     self._pending.clear()
                     close_quietly(consumer)
                     consumer = None
