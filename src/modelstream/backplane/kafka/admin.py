@@ -193,30 +193,49 @@ class KafkaAdmin:
         }
 
     def groups(self, topic: str, ends: dict[int, int]) -> list[GroupInfo]:
-        """Every group with committed offsets on ``topic``: offsets, lag against ``ends``."""
+        """Every group with committed offsets on ``topic``: offsets, lag against ``ends``.
+
+        A broker may hold hundreds of groups, most of them about other topics: their
+        offsets are asked for all at once (the API takes one group per request), and only
+        the groups with commits on ``topic`` are then described for their members."""
         listing = self._result(self._client.list_consumer_groups(), "list groups")
         names = sorted(g.group_id for g in listing.valid)
-        infos: list[GroupInfo] = []
-        members: dict[str, int] = {}
-        if names:
-            described = self._client.describe_consumer_groups(names)
-            for name, future in described.items():
-                count = len(self._result(future, "describe groups").members)
-                if not count:  # see members.py: tansu answers the new API with no members
-                    count = count_members(self._brokers, name, self._timeout) or 0
-                members[name] = count
-        for name in names:
-            request = [ConsumerGroupTopicPartitions(name)]
-            future = self._client.list_consumer_group_offsets(request)[name]
+        asked = {
+            name: self._client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(name)])[
+                name
+            ]
+            for name in names
+        }
+        committed: dict[str, dict[int, int]] = {}
+        for name, future in asked.items():
             offsets = self._result(future, "list group offsets")
-            committed = {
+            mine = {
                 tp.partition: tp.offset
                 for tp in offsets.topic_partitions
                 if tp.topic == topic and tp.offset >= 0
             }
-            if not committed:
-                continue
-            lag = {p: max(0, end - committed.get(p, 0)) for p, end in ends.items()}
-            infos.append(GroupInfo(name, committed, lag, members.get(name, 0)))
+            if mine:
+                committed[name] = mine
+        members = self._members(list(committed))
         self._client.poll(0)
-        return infos
+        return [
+            GroupInfo(
+                name,
+                offsets,
+                {p: max(0, end - offsets.get(p, 0)) for p, end in ends.items()},
+                members.get(name, 0),
+            )
+            for name, offsets in committed.items()
+        ]
+
+    def _members(self, names: list[str]) -> dict[str, int]:
+        """How many members each of ``names`` has now."""
+        if not names:
+            return {}
+        members: dict[str, int] = {}
+        for name, future in self._client.describe_consumer_groups(names).items():
+            count = len(self._result(future, "describe groups").members)
+            if not count:  # see members.py: tansu answers the new API with no members
+                count = count_members(self._brokers, name, self._timeout) or 0
+            members[name] = count
+        return members
