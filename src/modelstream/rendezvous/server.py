@@ -177,13 +177,21 @@ class Rendezvous:
         """Join the group and answer requests on a background thread until :meth:`stop`."""
         if self._thread is not None:
             raise ConfigurationError("this rendezvous is already started; create a new one")
+        began = time.monotonic()
         if self._followed is not None:
             self._followed.start()
         self.ensure_topics()
+        group = f"{self.topics.service}.rendezvous"
         self._consumer = self._bp.consumer(
-            [self.topics.requests, self.topics.scores],
-            group=f"{self.topics.service}.rendezvous",
-            start="earliest",
+            [self.topics.requests, self.topics.scores], group=group, start="earliest"
+        )
+        # With the "takes over" line, this times a failover: the group's rebalance lies
+        # between the two.
+        log.info(
+            "rendezvous of %s joins group %s (deployment and topics read in %.1f s)",
+            self.topics.service,
+            group,
+            time.monotonic() - began,
         )
         self._thread = threading.Thread(
             target=self._run, name=f"rendezvous-{self.topics.service}", daemon=True
