@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sys
 from collections.abc import Iterator
 
@@ -31,7 +32,10 @@ def test_a_role_logs_its_lifecycle_at_info_and_the_undo_leaves_no_trace(
     logging.getLogger("modelstream.scoring").debug("not at INFO")
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].endswith(" INFO modelstream.features.featurizer: owns t[3]")
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} INFO modelstream.features.featurizer: owns t\[3\]",
+        lines[0],
+    ), lines[0]
     undo()  # the command is over: a later command in this process logs as before it
     logging.getLogger("modelstream.features.featurizer").info("not any more")
     assert capsys.readouterr().err == ""

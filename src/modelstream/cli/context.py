@@ -106,8 +106,11 @@ def log_to_stderr(settings: Settings) -> Callable[[], None]:
     in-process, as a test or an embedding application does, leaves logging as it was.
     """
     handler = _Stderr(sys.stderr)
+    # Milliseconds: an operator times a failover from these lines.
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+        )
     )
     logger = logging.getLogger("modelstream")
     level = logger.level

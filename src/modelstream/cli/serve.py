@@ -8,6 +8,8 @@ and automatic promotion when ``--train module:function`` is given.
 
 from __future__ import annotations
 
+import logging
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +24,8 @@ from modelstream.gateway.supervisor import Supervisor, serve_roles
 from modelstream.models.registry import Registry
 
 SERVICE_HELP = "Service to serve (repeat for several; default: every deployed service)."
+log = logging.getLogger(__name__)
+
 ServiceOption = Annotated[list[str] | None, typer.Option("--service", "-s", help=SERVICE_HELP)]
 
 
@@ -186,6 +190,8 @@ def run_command(
     """Run one role of the services (on Kafka, each role can be a process of its own)."""
     settings = settings_of(ctx)
     ctx.call_on_close(log_to_stderr(settings))
+    # The process is up and imported: with the role's own lines, this times a restart.
+    log.info("run %s: starting (pid %d)", role.value, os.getpid())
     on_ready = None if ready_file is None else ready_file.touch
     with backplane_of(ctx) as backplane:
         services = deployed_services(Registry(backplane, settings), service or ())
