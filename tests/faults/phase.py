@@ -19,7 +19,7 @@ from typing import Any
 
 from modelstream.backplane.records import now_ms
 
-from .stack import Stack, wait_until
+from .stack import DEADLINE_MS, Stack, wait_until
 from .traffic import HttpLoad, Sent
 
 STREAM_RATE = 240.0  # records per second onto the backplane, half per service
@@ -29,10 +29,12 @@ HTTP_RATE = 40.0  # per gateway
 class Steady:
     """Stream load plus HTTP load on every gateway, until :meth:`stop` or ``max_s``."""
 
-    def __init__(self, stack: Stack, tag: str, max_s: float = 30.0) -> None:
-        self.stream = stack.stream_load(f"{tag}")
+    def __init__(
+        self, stack: Stack, tag: str, max_s: float = 30.0, deadline_ms: int = DEADLINE_MS
+    ) -> None:
+        self.stream = stack.stream_load(f"{tag}", deadline_ms)
         self.http: dict[str, HttpLoad] = {
-            name: stack.http_load(name, f"{tag}-{name}") for name in stack.ports
+            name: stack.http_load(name, f"{tag}-{name}", deadline_ms) for name in stack.ports
         }
         self._stop = threading.Event()
         self._threads = [

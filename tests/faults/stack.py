@@ -95,14 +95,17 @@ class Stack:
         if dead:
             raise RuntimeError(f"roles exited on their own: {dead}\n{self.fleet.describe_dead()}")
 
-    def stream_load(self, tag: str) -> StreamLoad:
+    def stream_load(self, tag: str, deadline_ms: int = DEADLINE_MS) -> StreamLoad:
         return StreamLoad(
             self.backplane, self.plain, self.feat, self.x,
-            tag=tag, reply_to=self.reply_topic, deadline_ms=DEADLINE_MS,
+            tag=tag, reply_to=self.reply_topic, deadline_ms=deadline_ms,
         )  # fmt: skip
 
-    def http_load(self, gateway: str, tag: str) -> HttpLoad:
-        return HttpLoad(self.gateway_url(gateway), self.plain, self.feat, self.x, tag=tag)
+    def http_load(self, gateway: str, tag: str, deadline_ms: int = DEADLINE_MS) -> HttpLoad:
+        return HttpLoad(
+            self.gateway_url(gateway), self.plain, self.feat, self.x,
+            tag=tag, deadline_ms=deadline_ms,
+        )  # fmt: skip
 
 
 def deploy(backplane: Backplane, settings: Settings, plain: str, feat: str, workdir: Path) -> None:

@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -171,15 +171,17 @@ class HttpLoad:
         x: npt.NDArray[np.float32],
         *,
         tag: str,
+        deadline_ms: int,
         workers: int = 24,
-        timeout_s: float = 30.0,
     ) -> None:
         self.base_url = base_url
         self.plain, self.feat = plain, feat
         self.x = x
         self.tag = tag
+        self.deadline_ms = deadline_ms
         self.workers = workers
-        self.timeout_s = timeout_s
+        # past the deadline, the gateway's grace and its hop: a call still open is hung
+        self.timeout_s = deadline_ms / 1000 + 15
         self.sent = Sent()
 
     def run(self, count: int, rate: float, seconds: float, stop: threading.Event) -> None:
@@ -195,12 +197,13 @@ class HttpLoad:
 
     def _one(self, client: httpx.Client, i: int) -> None:
         rid = f"{self.tag}-h{i}"
+        params: dict[str, Any] = {"deadline_ms": self.deadline_ms}
         if i % 2 == 0:
             row = [float(v) for v in self.x[i % len(self.x)]]
-            service, params = self.plain, {}
+            service = self.plain
             inputs = [{"name": "input", "datatype": "FP32", "shape": [1, len(row)], "data": row}]
         else:
-            service, params = self.feat, {"entity": f"e{i % ENTITIES}"}
+            service, params["entity"] = self.feat, f"e{i % ENTITIES}"
             inputs = [{"name": "reading", "datatype": "FP32", "shape": [1, 1], "data": [0.0]}]
         body = {"id": rid, "inputs": inputs, "parameters": params}
         with self.sent.lock:
