@@ -4,7 +4,9 @@ A :class:`Fleet` owns every child it starts; the fault tests and ``examples/kafk
 run on it. Invariants:
 
 * every child's output goes to a log file of its own (``<logs>/<name>.log``, then
-  ``<name>.<n>.log`` for the n-th restart);
+  ``<name>.<n>.log`` for the n-th restart), and every start and kill is a line of
+  ``<logs>/fleet.log`` (local time to the millisecond, as the roles log): with the roles'
+  own lines it times a restart;
 * :meth:`Fleet.kill` is a crash (SIGKILL: no goodbye to the consumer groups, nothing
   flushed) and reaps the child; :meth:`Fleet.restart` starts the same command again
   under the same name;
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -99,7 +102,13 @@ class Fleet:
         )
         child = Child(name, argv, process, log_path, log, now_ms(), stop_signal)
         self.children[name] = child
+        self._journal(f"start {name} pid {child.pid}: {' '.join(args)}")
         return child
+
+    def _journal(self, line: str) -> None:
+        stamp = datetime.now().isoformat(timespec="milliseconds")  # local, as roles log
+        with (self.logs / "fleet.log").open("a") as journal:
+            journal.write(f"{stamp} {line}\n")
 
     def by_name(self, name: str) -> Child:
         return self.children[name]
@@ -115,6 +124,7 @@ class Fleet:
         child.process.send_signal(signal.SIGKILL)
         child.process.wait(timeout=10)
         child.log.close()
+        self._journal(f"killed {name} pid {child.pid}")
         return child
 
     def restart(self, name: str) -> Child:
