@@ -298,6 +298,7 @@ class Rendezvous:
             if rewound:
                 self._seek_committed(consumer, rewound)
             now = self._clock.now_ms()
+            began = time.monotonic()
             ids = answered_ids(
                 self._bp,
                 results_topic=self.topics.results,
@@ -312,11 +313,12 @@ class Rendezvous:
             self.stats["rebuilt_answered"] += len(ids)
             log.info(
                 "rendezvous of %s takes over partitions %s (read again from the commit: %s); "
-                "%d requests there already answered",
+                "%d requests there already answered (read back in %.2f s)",
                 self.topics.service,
                 sorted(new),
                 sorted(rewound),
                 len(ids),
+                time.monotonic() - began,
             )
         if gone:
             log.info("rendezvous of %s hands over partitions %s", self.topics.service, sorted(gone))
