@@ -23,9 +23,9 @@ from modelstream.gateway.serving import Serving, deployed_services, run_scorer
 from modelstream.gateway.supervisor import Supervisor, serve_roles
 from modelstream.models.registry import Registry
 
-SERVICE_HELP = "Service to serve (repeat for several; default: every deployed service)."
 log = logging.getLogger(__name__)
 
+SERVICE_HELP = "Service to serve (repeat for several; default: every deployed service)."
 ServiceOption = Annotated[list[str] | None, typer.Option("--service", "-s", help=SERVICE_HELP)]
 
 

@@ -196,7 +196,7 @@ class ScorerPool:
         for lane in starting:
             try:
                 seed_lane(self.backplane, self.service, lane)
-            except Exception as exc:  # the lane then starts at config.start: no skip
+            except Exception as exc:  # the lane starts at config.start: duplicates, no skip
                 log_recovered(
                     log, exc, "%s: could not seed the offsets of lane %s", self.service, lane
                 )

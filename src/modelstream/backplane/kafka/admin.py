@@ -200,12 +200,8 @@ class KafkaAdmin:
         the groups with commits on ``topic`` are then described for their members."""
         listing = self._result(self._client.list_consumer_groups(), "list groups")
         names = sorted(g.group_id for g in listing.valid)
-        asked = {
-            name: self._client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(name)])[
-                name
-            ]
-            for name in names
-        }
+        ask = self._client.list_consumer_group_offsets
+        asked = {name: ask([ConsumerGroupTopicPartitions(name)])[name] for name in names}
         committed: dict[str, dict[int, int]] = {}
         for name, future in asked.items():
             offsets = self._result(future, "list group offsets")
