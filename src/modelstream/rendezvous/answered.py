@@ -27,10 +27,9 @@ def _ends(
     consumer: Consumer, topic: str, partitions: Iterable[int]
 ) -> tuple[set[TopicPartition], dict[int, int]]:
     """The assigned ones of ``partitions`` and every partition's end, with ``consumer``
-    left at the end of each. The ends come from the consumer, not ``describe_topic``:
-    that also reads every consumer group's lag, which on a broker with many groups made
-    a takeover step outlast the poll interval (and the member was dropped from its
-    group)."""
+    left at the end of each. The consumer must be moved to the ends anyway (so that it
+    reads nothing of the other partitions), and its positions there are the ends: no
+    second request for them (``Backplane.partitions``)."""
     assigned = consumer.assignment()
     wanted = {TopicPartition(topic, p) for p in partitions} & assigned
     consumer.seek_to_end(assigned)

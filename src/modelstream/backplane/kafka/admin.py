@@ -186,11 +186,7 @@ class KafkaAdmin:
         future = self._client.list_consumer_group_offsets(request)[group]
         offsets = self._result(future, "list group offsets")
         self._client.poll(0)
-        return {
-            tp.partition: tp.offset
-            for tp in offsets.topic_partitions
-            if tp.topic == spec.name and tp.offset >= 0
-        }
+        return _committed_on(offsets, spec.name)
 
     def groups(self, topic: str, ends: dict[int, int]) -> list[GroupInfo]:
         """Every group with committed offsets on ``topic``: offsets, lag against ``ends``.
@@ -204,12 +200,7 @@ class KafkaAdmin:
         asked = {name: ask([ConsumerGroupTopicPartitions(name)])[name] for name in names}
         committed: dict[str, dict[int, int]] = {}
         for name, future in asked.items():
-            offsets = self._result(future, "list group offsets")
-            mine = {
-                tp.partition: tp.offset
-                for tp in offsets.topic_partitions
-                if tp.topic == topic and tp.offset >= 0
-            }
+            mine = _committed_on(self._result(future, "list group offsets"), topic)
             if mine:
                 committed[name] = mine
         members = self._members(list(committed))
@@ -235,3 +226,12 @@ class KafkaAdmin:
                 count = count_members(self._brokers, name, self._timeout) or 0
             members[name] = count
         return members
+
+
+def _committed_on(offsets: ConsumerGroupTopicPartitions, topic: str) -> dict[int, int]:
+    """The committed offsets of ``topic`` in a group's offsets listing (none is negative)."""
+    return {
+        tp.partition: tp.offset
+        for tp in offsets.topic_partitions or ()
+        if tp.topic == topic and tp.offset >= 0
+    }
