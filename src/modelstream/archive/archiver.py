@@ -36,6 +36,7 @@ from modelstream.archive.layout import partition_dir, write_part
 from modelstream.archive.rows import to_row
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import Record, TopicPartition, now_ms
+from modelstream.backplane.retry import Backoff
 from modelstream.errors import BackplaneError, ConfigurationError, ConsumerClosed, DecodeError
 from modelstream.wire.deadletter import send_to_dead_letter
 from modelstream.wire.topics import ServiceTopics
@@ -77,7 +78,7 @@ class Archiver:
         self._root = Path(root)
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
-        self._retry_max_s = retry_max_s  # the settings' retry_max_s(): see Settings
+        self._backoff = Backoff(retry_max_s)  # the settings' retry_max_s(): see Settings
         self._clock = clock
         self._kinds = self._subscribe()
         self._consumer: Consumer = backplane.consumer(
@@ -194,7 +195,6 @@ class Archiver:
     def run(self, stop: threading.Event | None = None, poll_timeout: float = 0.5) -> None:
         """Archive until ``stop`` is set (or Ctrl-C); flush and leave the group on exit."""
         stop = stop or threading.Event()
-        backoff = 0.2
         try:
             while not stop.is_set():
                 try:
@@ -202,13 +202,11 @@ class Archiver:
                 except BackplaneError as exc:
                     if isinstance(exc, ConsumerClosed):
                         raise
-                    log.warning(
-                        "archiver of %s: %s; retrying in %.1f s", self.service, exc, backoff
-                    )
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, self._retry_max_s)
+                    wait = self._backoff.failed()
+                    log.warning("archiver of %s: %s; retrying in %.1f s", self.service, exc, wait)
+                    stop.wait(wait)
                 else:
-                    backoff = 0.2
+                    self._backoff.succeeded()
         finally:
             self.close()
 
