@@ -210,6 +210,46 @@ def test_a_restart_after_a_crash_answers_no_request_twice_and_loses_none(
             assert result.deadline - 50 <= result.decided_at <= due + LATE_OK_MS
 
 
+class _LosesReplies(_CrashingBackplane):
+    """Never commits, and dies between the two produce calls for the ``lost`` requests:
+    their answers reach ``results``, their replies never do."""
+
+    def produce(self, topic: str, records: Any) -> Any:
+        if topic == REPLIES:
+            records = [r for r in records if not r.key.startswith(b"lost")]
+        return self._inner.produce(topic, records)
+
+
+def test_a_reply_lost_in_a_crash_after_its_answer_is_sent_again_once(
+    engine: tuple[Backplane, Settings],
+) -> None:
+    backplane, settings = engine
+    deploy(backplane, standard())
+    sent = [f"{kind}{i}" for kind in ("lost", "kept") for i in range(4)]
+    first = started(_LosesReplies(backplane), settings)  # type: ignore[arg-type]
+    try:
+        for rid in sent:
+            send(backplane, rid, 5_000, score(rid, CHAMP, 1))
+        assert len(answers(backplane, expect=8, settle=0.0)) == 8
+        replied = read_all(backplane, REPLIES, expect=4, settle=0.2)
+        assert sorted(r.key for r in replied) == sorted(f"kept{i}".encode() for i in range(4))
+    finally:
+        first.stop(commit=False)
+    second = started(backplane, settings)
+    try:
+        replies = read_all(backplane, REPLIES, expect=8, settle=0.5)
+        results = answers(backplane, expect=8, settle=0.0)
+    finally:
+        second.stop()
+    # every caller has its answer once, and it is the answer on results, unchanged
+    assert Counter(r.key.decode() for r in replies if r.key) == dict.fromkeys(sent, 1)
+    on_results = {r.request_id: r for r in results}
+    for reply in replies:
+        assert decode_result(reply.value) == on_results[reply.key.decode()]  # type: ignore[union-attr]
+    assert Counter(r.request_id for r in results) == dict.fromkeys(sent, 1)
+    assert second.stats["replies_resent"] == 4
+
+
 def test_requests_whose_deadline_passed_while_down_are_answered_at_once(
     engine: tuple[Backplane, Settings],
 ) -> None:

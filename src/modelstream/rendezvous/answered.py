@@ -12,15 +12,26 @@ first uncommitted request of the partition minus ``lookback_ms``: every answer t
 redelivered request was produced after that request was read, so this covers a crash
 of any length as long as request timestamps are not older than their reading by more
 than ``lookback_ms``.
+
+The answers produced since the first uncommitted request of a partition (the ones a
+redelivered request may have) are kept whole: their replies may have been lost (see
+:mod:`modelstream.rendezvous.replies`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from modelstream.backplane.port import Backplane, Consumer
-from modelstream.backplane.records import TopicPartition
+from modelstream.backplane.records import Record, TopicPartition
+from modelstream.rendezvous.outcome import LATE_HEADER
+
+# How much earlier than a request's timestamp its answer may be stamped and still be kept
+# whole: the request is stamped by its producer's clock, the answer by the rendezvous'.
+CLOCK_SKEW_MS = 5_000
+NEVER = 2**63 - 1  # a timestamp no record reaches
 
 
 def _ends(
@@ -61,6 +72,16 @@ def _first_timestamp(
     return found
 
 
+@dataclass
+class Answered:
+    """What a read-back found: every answered id, and the recent answers whole."""
+
+    ids: set[str] = field(default_factory=set)
+    # request id -> its answer (the first, not late, record), for answers produced since
+    # the first uncommitted request of their partition (less CLOCK_SKEW_MS)
+    recent: dict[str, Record] = field(default_factory=dict)
+
+
 def answered_ids(
     backplane: Backplane,
     *,
@@ -71,20 +92,28 @@ def answered_ids(
     now_ms: int,
     lookback_ms: int,
     timeout_s: float = 10.0,
-) -> set[str]:
-    """Request ids answered on ``results_topic`` in ``partitions`` since the lookback start.
+) -> Answered:
+    """Request ids answered on ``results_topic`` in ``partitions`` since the lookback start,
+    and the answers a redelivered request may have, whole.
 
     ``committed`` maps a partition to the group's committed offset on ``requests_topic``
     (``None`` where nothing is committed). Reading is bounded by ``timeout_s``.
     """
+    found = Answered()
     wanted_parts = set(partitions)
     if not wanted_parts:
-        return set()
+        return found
     starts = {p: now_ms - lookback_ms for p in wanted_parts}
     offsets = {p: c for p, c in committed.items() if c is not None and p in wanted_parts}
-    for p, ts in _first_timestamp(backplane, requests_topic, offsets, timeout_s).items():
+    firsts = _first_timestamp(backplane, requests_topic, offsets, timeout_s)
+    for p, ts in firsts.items():
         starts[p] = min(starts[p], ts - lookback_ms)
-    ids: set[str] = set()
+    # Where nothing is committed, any answer may be one a redelivered request has; where
+    # the commit is at the end, no request is redelivered.
+    keep_from = {
+        p: firsts[p] - CLOCK_SKEW_MS if p in firsts else 0 if committed.get(p) is None else NEVER
+        for p in wanted_parts
+    }
     consumer = backplane.consumer([results_topic], start="earliest")
     try:
         wanted, ends = _ends(consumer, results_topic, wanted_parts)
@@ -95,8 +124,15 @@ def answered_ids(
             consumer.position(tp) < ends.get(tp.partition, 0) for tp in wanted
         ):
             for record in consumer.poll(max_records=1000, timeout=0.05):
-                if record.partition in wanted_parts and record.key is not None:
-                    ids.add(record.key.decode("utf-8", "replace"))
+                if record.partition not in wanted_parts or record.key is None:
+                    continue
+                rid = record.key.decode("utf-8", "replace")
+                found.ids.add(rid)
+                if (
+                    record.timestamp >= keep_from[record.partition]
+                    and record.header(LATE_HEADER) is None
+                ):
+                    found.recent.setdefault(rid, record)
     finally:
         consumer.close()
-    return ids
+    return found

@@ -24,7 +24,9 @@ second, *late* record, marked with the ``x-modelstream-late`` header and never s
    nothing, and on stop): a crash re-reads that much more, which rule 3 makes harmless.
 3. *Never twice*: a redelivered request is recognised (open mailbox, recently decided,
    or read back from ``results`` of the same partition when the partition is assigned,
-   see :mod:`modelstream.rendezvous.answered`) and ignored.
+   see :mod:`modelstream.rendezvous.answered`) and ignored. Its answer is sent again
+   to its ``reply_to`` only if the reply is not there: answers go to ``results`` first,
+   so a crash between the two may have lost it (see :mod:`modelstream.rendezvous.replies`).
 
 The one window left is a rebalance racing a decision (the old owner produces an answer
 just after the new owner read ``results`` back); it is as narrow as the backplane's
@@ -48,11 +50,11 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 
 from modelstream.backplane.cadence import CommitCadence
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import OutRecord, Record, TopicPartition, record_size
+from modelstream.backplane.retry import Backoff
 from modelstream.clock import Clock, SystemClock
 from modelstream.errors import (
     BackplaneError,
@@ -62,11 +64,12 @@ from modelstream.errors import (
     ModelstreamError,
 )
 from modelstream.models.deployment import Deployment
-from modelstream.models.follower import RegistryFollower
 from modelstream.rendezvous.answered import answered_ids
 from modelstream.rendezvous.book import Emit, MailboxBook
+from modelstream.rendezvous.inputs import DeploymentSource, FollowedDeployment, ensure_topics
 from modelstream.rendezvous.outcome import LATE_HEADER, too_large
 from modelstream.rendezvous.policies import QualitySource, standard_policies
+from modelstream.rendezvous.replies import LostReplies
 from modelstream.settings import Settings
 from modelstream.threads import ended
 from modelstream.wire.deadletter import send_to_dead_letter
@@ -75,28 +78,6 @@ from modelstream.wire.scores import decode_score
 from modelstream.wire.topics import ServiceTopics
 
 log = logging.getLogger(__name__)
-
-DeploymentSource = Callable[[], Deployment | None]
-RETRY_FIRST_S = 0.2  # backoff after a BackplaneError, doubling up to Settings.retry_max_s
-
-
-class FollowedDeployment:
-    """A :data:`DeploymentSource` kept current by the registry's ``RegistryFollower``."""
-
-    def __init__(self, backplane: Backplane, service: str, catch_up_s: float = 10.0) -> None:
-        self._follower = RegistryFollower(backplane, service, lambda _d, _m: None)
-        self._catch_up_s = catch_up_s
-
-    def __call__(self) -> Deployment | None:
-        return self._follower.deployment
-
-    def start(self) -> None:
-        """Start following, and wait (bounded) until the deployment in force is known."""
-        self._follower.start()
-        self._follower.wait_caught_up(self._catch_up_s)
-
-    def stop(self) -> None:
-        self._follower.stop()
 
 
 class Rendezvous:
@@ -143,6 +124,7 @@ class Rendezvous:
         # when one is taken over again, it is read again from the committed offset.
         self._dropped: set[int] = set()
         self._committed: dict[TopicPartition, int] = {}
+        self._replies = LostReplies(backplane)
         self._cadence = CommitCadence(settings.commit_interval_ms)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -151,28 +133,6 @@ class Rendezvous:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def ensure_topics(self) -> int:
-        """Create requests, scores and results with one partition count; return it.
-
-        Raises ``ConfigurationError`` when they exist with different counts (co-partitioning
-        would be broken, so scores would not meet their requests).
-        """
-        existing = {spec.name: spec.partitions for spec in self._bp.list_topics()}
-        deployment = self._deployment()
-        count = existing.get(self.topics.requests) or (
-            (deployment.partitions if deployment else None) or self._settings.default_partitions
-        )
-        names = (self.topics.requests, self.topics.scores, self.topics.results)
-        for name in names:
-            spec = self._bp.create_topic(name, count)
-            if spec.partitions != count:
-                raise ConfigurationError(
-                    f"topic {name!r} has {spec.partitions} partitions but "
-                    f"{self.topics.requests!r} has {count}: the rendezvous needs the same count "
-                    "on requests, scores and results; recreate them with one count"
-                )
-        return count
-
     def start(self) -> None:
         """Join the group and answer requests on a background thread until :meth:`stop`."""
         if self._thread is not None:
@@ -180,7 +140,7 @@ class Rendezvous:
         began = time.monotonic()
         if self._followed is not None:
             self._followed.start()
-        self.ensure_topics()
+        ensure_topics(self._bp, self.topics, self._deployment(), self._settings.default_partitions)
         group = f"{self.topics.service}.rendezvous"
         self._consumer = self._bp.consumer(
             [self.topics.requests, self.topics.scores], group=group, start="earliest"
@@ -219,7 +179,7 @@ class Rendezvous:
     def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
-        backoff = RETRY_FIRST_S
+        backoff = Backoff(self._settings.retry_max_s())
         try:
             while not self._stop.is_set():
                 try:
@@ -228,17 +188,14 @@ class Rendezvous:
                     if isinstance(exc, ConsumerClosed):
                         raise
                     self.stats["backplane_retries"] += 1
+                    wait = backoff.failed()
                     log.warning(
-                        "rendezvous of %s: %s; retrying in %.1f s",
-                        self.topics.service,
-                        exc,
-                        backoff,
+                        "rendezvous of %s: %s; retrying in %.1f s", self.topics.service, exc, wait
                     )
                     self._forget_partitions()
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, self._settings.retry_max_s())
+                    self._stop.wait(wait)
                 else:
-                    backoff = RETRY_FIRST_S
+                    backoff.succeeded()
             if self._commit_on_stop:
                 self._commit(consumer)
         except (ModelstreamError, OSError) as exc:  # logged, kept for the owner to see
@@ -258,6 +215,7 @@ class Rendezvous:
             if record.partition in self._owned and record.partition not in rewound:
                 emits.extend(self._handle(record))
         emits.extend(self.book.tick(self._clock.now_ms()))
+        self.stats["replies_resent"] += self._replies.resend()
         if emits:
             self._produce(emits)
         if self._cadence.due(idle=not records):
@@ -268,6 +226,7 @@ class Rendezvous:
         may not have reached the book, and answers decided may not be durable): the next
         step takes every partition over again from its committed offset."""
         self.book.drop_partitions(self._owned)
+        self._replies.forget(self._owned)
         self._dropped |= self._owned
         self._owned = set()
         self._committed = {}
@@ -289,6 +248,7 @@ class Rendezvous:
         rewound = new & self._dropped
         if gone:
             self.book.drop_partitions(gone)
+            self._replies.forget(gone)
             self._dropped |= gone
             self._committed = {tp: o for tp, o in self._committed.items() if tp.partition in owned}
         if new:
@@ -299,7 +259,7 @@ class Rendezvous:
                 self._seek_committed(consumer, rewound)
             now = self._clock.now_ms()
             began = time.monotonic()
-            ids = answered_ids(
+            answered = answered_ids(
                 self._bp,
                 results_topic=self.topics.results,
                 requests_topic=self.topics.requests,
@@ -308,16 +268,17 @@ class Rendezvous:
                 now_ms=now,
                 lookback_ms=self._lookback,
             )
-            for rid in ids:
+            for rid in answered.ids:
                 self.book.mark_answered(rid, now)
-            self.stats["rebuilt_answered"] += len(ids)
+            self._replies.remember(answered.recent)
+            self.stats["rebuilt_answered"] += len(answered.ids)
             log.info(
                 "rendezvous of %s takes over partitions %s (read again from the commit: %s); "
                 "%d requests there already answered (read back in %.2f s)",
                 self.topics.service,
                 sorted(new),
                 sorted(rewound),
-                len(ids),
+                len(answered.ids),
                 time.monotonic() - began,
             )
         if gone:
@@ -352,6 +313,7 @@ class Rendezvous:
                         f"request for service {request.service!r} on {record.topic!r}"
                     )
                 self.stats["requests"] += 1
+                self._replies.on_request(request)
                 return self.book.on_request(request, tp, record.offset, now)
             score = decode_score(record.value)
             self.stats["scores"] += 1
