@@ -138,11 +138,3 @@ def apply(
     with backplane_of(ctx) as backplane:
         d = Registry(backplane, settings_of(ctx)).apply(parsed)
     _report(d)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the deployment commands to the root app."""
-    app.command("deploy")(deploy)
-    app.command("promote")(promote)
-    app.command("rollback")(rollback)
-    app.command("apply")(apply)

@@ -169,8 +169,4 @@ def auto_promote_command(
     print(("" if done or not verdict.promote else "would ") + verdict.reason + suffix)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``rollout start`` and ``auto-promote`` to the root app."""
-    rollout_app.command("start")(rollout_start)
-    app.add_typer(rollout_app, name="rollout")
-    app.command("auto-promote")(auto_promote_command)
+rollout_app.command("start")(rollout_start)

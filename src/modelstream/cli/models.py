@@ -14,6 +14,7 @@ from rich.table import Table
 from modelstream.backplane.records import now_ms
 from modelstream.cli.context import BackplaneOption, backplane_of, settings_of
 from modelstream.cli.errors import reported
+from modelstream.cli.stats import stats_command
 from modelstream.errors import ConfigurationError, ServiceNotFound
 from modelstream.models.descriptor import Lineage
 from modelstream.models.formats import format_for_path
@@ -162,3 +163,6 @@ def convert(
         ) from None
     out.write_bytes(data)
     print(f"wrote {out} ({len(data)} bytes, input [N, {width}] float32)")
+
+
+app.command("stats")(stats_command)

@@ -26,24 +26,28 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from modelstream import heap
 from modelstream.backplane.port import Backplane
 from modelstream.errors import ConfigurationError, ServiceNotFound
-from modelstream.features.role import featurizer_roles
 from modelstream.gateway.lifecycle import stop_on_signals
 from modelstream.gateway.loop import ArchiverThread, LoopConfig, Promoter, TrainerThread
 from modelstream.gateway.metrics import GatewayMetrics
-from modelstream.gateway.server import GatewayServer, build_gateway, default_gateway_id
 from modelstream.models.deployment import Deployment
 from modelstream.models.registry import Registry
-from modelstream.monitoring.monitor import Monitor
-from modelstream.monitoring.quality import MonitorQuality
-from modelstream.rendezvous.server import Rendezvous
-from modelstream.scoring.pool import ScorerPool
-from modelstream.scoring.scorer import Scorer
-from modelstream.scoring.stats import VersionStats
 from modelstream.settings import Settings
+
+# Each role's module is imported where the role is made, not here: `modelstream run
+# ROLE` then imports its own role alone, and a role restarted after a crash serves
+# sooner (the rendezvous, for one, never imports onnxruntime, Starlette or the monitor).
+if TYPE_CHECKING:
+    from modelstream.features.role import FeaturizerRole
+    from modelstream.gateway.server import GatewayServer
+    from modelstream.monitoring.monitor import Monitor
+    from modelstream.rendezvous.server import Rendezvous
+    from modelstream.scoring.pool import ScorerPool
+    from modelstream.scoring.stats import VersionStats
 
 log = logging.getLogger(__name__)
 
@@ -105,36 +109,40 @@ class Serving:
         self.registry = Registry(backplane, settings)
         # One registry for the process: the monitors' metrics appear on the gateway's /metrics.
         self.metrics = GatewayMetrics()
-        self.monitors = (
-            [
+        self.monitors: list[Monitor] = []
+        quality = None
+        if monitor:
+            from modelstream.monitoring.monitor import Monitor
+            from modelstream.monitoring.quality import MonitorQuality
+
+            self.monitors = [
                 Monitor(
-                    backplane,
-                    settings,
-                    s,
-                    registry=self.metrics.registry,
-                    config=self.loop.monitor,
+                    backplane, settings, s, registry=self.metrics.registry, config=self.loop.monitor
                 )
                 for s in self.services
             ]
-            if monitor
-            else []
-        )
-        quality = MonitorQuality(self.monitors) if self.monitors else None
-        self.rendezvous = (
-            [Rendezvous(backplane, settings, s, quality=quality) for s in self.services]
-            if rendezvous
-            else []
-        )
+            quality = MonitorQuality(self.monitors)
+        self.rendezvous: list[Rendezvous] = []
+        if rendezvous:
+            from modelstream.rendezvous.server import Rendezvous
+
+            self.rendezvous = [
+                Rendezvous(backplane, settings, s, quality=quality) for s in self.services
+            ]
         # The scorers report batches and swaps to the same metrics, shown on /metrics.
-        self.pools = (
-            [ScorerPool(backplane, settings, s, observer=self.metrics) for s in self.services]
-            if scorers
-            else []
-        )
+        self.pools: list[ScorerPool] = []
+        if scorers:
+            from modelstream.scoring.pool import ScorerPool
+
+            self.pools = [
+                ScorerPool(backplane, settings, s, observer=self.metrics) for s in self.services
+            ]
         # One featurizer per service whose deployment names a feature set.
-        self.featurizers = (
-            featurizer_roles(backplane, settings, self._deployments()) if featurizers else []
-        )
+        self.featurizers: list[FeaturizerRole] = []
+        if featurizers:
+            from modelstream.features.role import featurizer_roles
+
+            self.featurizers = featurizer_roles(backplane, settings, self._deployments())
         self.promoter = (
             Promoter(self.registry, settings.archive_root(), self.services, self.loop)
             if trainer and self.loop.promotes
@@ -154,6 +162,8 @@ class Serving:
         )
         self.server: GatewayServer | None = None
         if gateway:
+            from modelstream.gateway.server import GatewayServer, build_gateway, default_gateway_id
+
             port = settings.port if port is None else port
             app, _ = build_gateway(
                 backplane,
@@ -269,6 +279,8 @@ def run_scorer(
     not exported (its swaps are on ``<service>.model-events``, its figures in the scores
     that ``modelstream models stats`` reads).
     """
+    from modelstream.scoring.scorer import Scorer
+
     with stop_on_signals() as stop:
         scorer = Scorer(backplane, settings, service, model).start()
         try:
