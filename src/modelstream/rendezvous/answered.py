@@ -72,9 +72,10 @@ def _first_timestamp(
     return found
 
 
-@dataclass
+@dataclass(frozen=True)
 class Answered:
-    """What a read-back found: every answered id, and the recent answers whole."""
+    """What a read-back found: every answered id, and the recent answers whole (the
+    containers are filled by :func:`read_answered`, then only read)."""
 
     ids: set[str] = field(default_factory=set)
     # request id -> its answer (the first, not late, record), for answers produced since
@@ -82,7 +83,7 @@ class Answered:
     recent: dict[str, Record] = field(default_factory=dict)
 
 
-def answered_ids(
+def read_answered(
     backplane: Backplane,
     *,
     results_topic: str,

@@ -64,7 +64,7 @@ from modelstream.errors import (
     ModelstreamError,
 )
 from modelstream.models.deployment import Deployment
-from modelstream.rendezvous.answered import answered_ids
+from modelstream.rendezvous.answered import read_answered
 from modelstream.rendezvous.book import Emit, MailboxBook
 from modelstream.rendezvous.inputs import DeploymentSource, FollowedDeployment, ensure_topics
 from modelstream.rendezvous.outcome import LATE_HEADER, too_large
@@ -259,7 +259,7 @@ class Rendezvous:
                 self._seek_committed(consumer, rewound)
             now = self._clock.now_ms()
             began = time.monotonic()
-            answered = answered_ids(
+            answered = read_answered(
                 self._bp,
                 results_topic=self.topics.results,
                 requests_topic=self.topics.requests,
