@@ -193,3 +193,35 @@ def test_a_backplane_failure_is_a_one_line_warning_and_scoring_resumes(
     (record,) = [r for r in caplog.records if r.name == "modelstream.scoring.scorer"]
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert "the broker is down" in record.getMessage()
+
+
+def test_a_backplane_that_stays_down_is_retried_with_a_growing_wait_reset_by_a_success(
+    sqlite_env: Env,
+    onnx_models: Models,
+    serving: tuple[Scorer, Watcher],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker down for a while is not hammered (nor the log flooded): the waits double;
+    once scoring works again, the next failure waits the first wait again."""
+    env, (scorer, watcher) = sqlite_env, serving
+    real, failures = scorer_module.collect, [0]
+
+    def collect_while_down(*args: Any, **kwargs: Any) -> Any:
+        if failures[0] < 4:
+            failures[0] += 1
+            raise BackplaneUnavailable("the broker is down; check that it runs")
+        return real(*args, **kwargs)
+
+    with caplog.at_level(logging.WARNING, logger="modelstream.scoring.scorer"):
+        monkeypatch.setattr(scorer_module, "collect", collect_while_down)
+        assert all(s.ok for s in score_some(env, watcher, onnx_models.x))  # after 4 failures
+        failures[0] = 3  # one more failure, after the successes
+        assert all(s.ok for s in score_some(env, watcher, onnx_models.x))
+    waits = [
+        r.getMessage().split(" in ")[1].split(":")[0]
+        for r in caplog.records
+        if r.name == "modelstream.scoring.scorer"
+    ]
+    assert waits == ["0.2 s", "0.4 s", "0.8 s", "1.6 s", "0.2 s"]
+    assert scorer.loop_errors == 5

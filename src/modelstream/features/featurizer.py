@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import OutRecord, Record, TopicPartition, record_size
+from modelstream.backplane.retry import Backoff
 from modelstream.clock import Clock
 from modelstream.errors import DecodeError
 from modelstream.features import records as rec
@@ -123,15 +124,24 @@ class Featurizer:
             self._consumer = None
 
     def _run(self) -> None:
+        backoff = Backoff(self._settings.retry_max_s())
         while not self._stop.is_set():
             try:
                 self.run_once(timeout=0.1)
             except Exception as exc:  # a role keeps running; the error is logged
-                log_recovered(log, exc, "featurizer step failed, retrying from the last checkpoint")
+                wait = backoff.failed()
+                log_recovered(
+                    log,
+                    exc,
+                    "featurizer step failed, retrying from the last checkpoint in %.1f s",
+                    wait,
+                )
                 # The step may have applied records whose outputs were never produced
                 # (a broker gone away): resume every partition from its checkpoint.
                 self.rewind()
-                self._stop.wait(1.0)
+                self._stop.wait(wait)
+            else:
+                backoff.succeeded()
 
     def rewind(self) -> None:
         """Forget every partition's progress since its last checkpoint: the next step

@@ -66,6 +66,7 @@ from typing import Literal, Protocol
 from modelstream.backplane.cadence import CommitCadence
 from modelstream.backplane.port import Backplane, Consumer, StartFrom
 from modelstream.backplane.records import TopicPartition
+from modelstream.backplane.retry import Backoff
 from modelstream.errors import ConfigurationError, ModelError, ModelNotFound
 from modelstream.logs import log_recovered
 from modelstream.models.deployment import Deployment, lane_name
@@ -117,17 +118,23 @@ class ScorerConfig:
     expired: Literal["error", "score"] = "error"  # see the module docstring
     poll_timeout_s: float = 0.25  # bounds how long stop() waits for the loop
     start: StartFrom = "earliest"  # where a new group starts: every request is scored
-    retry_backoff_s: float = 0.5  # after a backplane failure
+    retry_max_s: float = 5.0  # the longest wait after a failure (Settings.retry_max_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScorerConfig:
         """The defaults, with what an operator sets (``Settings.batch_wait_ms``)."""
-        return cls(max_wait_ms=settings.batch_wait_ms)
+        return cls(max_wait_ms=settings.batch_wait_ms, retry_max_s=settings.retry_max_s())
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.timeout_ms <= 0 or self.max_wait_ms < 0:
+        if (
+            self.max_batch < 1
+            or self.timeout_ms <= 0
+            or self.max_wait_ms < 0
+            or self.retry_max_s <= 0
+        ):
             raise ConfigurationError(
-                "scorer config: max_batch must be >= 1, timeout_ms > 0, max_wait_ms >= 0"
+                "scorer config: max_batch must be >= 1, timeout_ms > 0, max_wait_ms >= 0, "
+                "retry_max_s > 0"
             )
 
 
@@ -352,6 +359,7 @@ class Scorer:
     def _loop(self) -> None:
         consumer: Consumer | None = None
         cfg = self.config
+        backoff = Backoff(cfg.retry_max_s)
         try:
             while not self._stop.is_set():
                 if self._slot.current() is None:
@@ -367,13 +375,20 @@ class Scorer:
                     # Reopening resumes at the committed offsets: nothing scored-but-
                     # uncommitted is lost, at worst it is scored again.
                     self.loop_errors += 1
+                    wait = backoff.failed()
                     log_recovered(
-                        log, exc, "%s: scoring failed, resuming from committed offsets", self.group
+                        log,
+                        exc,
+                        "%s: scoring failed, resuming from committed offsets in %.1f s",
+                        self.group,
+                        wait,
                     )
                     self._pending.clear()
                     close_quietly(consumer)
                     consumer = None
-                    self._stop.wait(cfg.retry_backoff_s)
+                    self._stop.wait(wait)
+                else:
+                    backoff.succeeded()
         finally:
             if consumer is not None:
                 try:
