@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from modelstream import heap
@@ -204,8 +205,12 @@ class Serving:
             m.start()
         for f in self.featurizers:
             f.start()
-        for r in self.rendezvous:
-            r.start()
+        # Side by side: each start reads its service's registry and topics (a second on a
+        # loaded machine, on Kafka), so a process of several services restarts as fast as
+        # a process of one. The first failure is raised, after every start has ended.
+        with ThreadPoolExecutor(max(1, len(self.rendezvous)), "rendezvous-start") as starts:
+            for started in [starts.submit(r.start) for r in self.rendezvous]:
+                started.result()
         for pool in self.pools:
             pool.start()
         for pool in self.pools:
