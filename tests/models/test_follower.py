@@ -119,3 +119,23 @@ def backplane_value(d: ModelDescriptor) -> bytes:
     from modelstream.models.codec import encode_descriptor
 
     return encode_descriptor(d)
+
+
+def test_a_follower_of_the_deployment_alone_reads_no_model(
+    setup: tuple[MemoryBackplane, Registry], onnx_bytes: bytes
+) -> None:
+    backplane, registry = setup
+    registry.publish("svc", "a", onnx_bytes, format="onnx")
+    registry.deploy("svc", ModelRef("a", 1))
+    backplane.produce("svc.models", [OutRecord(b"not a descriptor", b"a@9")])
+    follower = RegistryFollower(backplane, "svc", Recorder(), models=False)
+    follower.start()
+    try:
+        assert follower.wait_caught_up(5)
+        deployment = follower.deployment
+        assert deployment is not None and deployment.revision == 1
+        assert follower.descriptors == {}
+    finally:
+        follower.stop()
+    # the poisoned descriptor was never read, so never dead-lettered
+    assert "svc.dead-letter" not in {t.name for t in backplane.list_topics()}

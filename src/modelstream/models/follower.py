@@ -54,10 +54,15 @@ class RegistryFollower:
         on_change: OnChange,
         *,
         poll_timeout: float = 0.2,
+        models: bool = True,
     ) -> None:
+        """``models=False`` follows the deployment alone (``descriptors`` stays empty): for
+        a role that never loads a model, which then reads no model bytes at start."""
         self._bp = backplane
         self._service = service
         self._topics = ensure_topics(backplane, service)
+        self._read = [self._topics.models] if models else []
+        self._read.append(self._topics.deployment)
         self._on_change = on_change
         self._poll_timeout = poll_timeout
         self._deployment: Deployment | None = None
@@ -82,13 +87,11 @@ class RegistryFollower:
         if self._thread is not None:
             raise RuntimeError("this follower was already started")
         ends: dict[tuple[str, int], int] = {}
-        for topic in (self._topics.models, self._topics.deployment):
+        for topic in self._read:
             for p in self._bp.partitions(topic):
                 if p.end > 0:
                     ends[(topic, p.partition)] = p.end
-        consumer = self._bp.consumer(
-            [self._topics.models, self._topics.deployment], start="earliest"
-        )
+        consumer = self._bp.consumer(self._read, start="earliest")
         self._thread = threading.Thread(
             target=self._run, args=(consumer, ends), name=f"registry-{self._service}", daemon=True
         )

@@ -22,7 +22,8 @@ class FollowedDeployment:
     """A :data:`DeploymentSource` kept current by the registry's ``RegistryFollower``."""
 
     def __init__(self, backplane: Backplane, service: str, catch_up_s: float = 10.0) -> None:
-        self._follower = RegistryFollower(backplane, service, lambda _d, _m: None)
+        # The deployment alone: the rendezvous never loads a model, so it reads no bytes.
+        self._follower = RegistryFollower(backplane, service, lambda _d, _m: None, models=False)
         self._catch_up_s = catch_up_s
 
     def __call__(self) -> Deployment | None:
