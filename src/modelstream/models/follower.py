@@ -1,7 +1,8 @@
 """Follow one service's registry live: for long-running roles (scorer, rendezvous, gateway).
 
 :class:`RegistryFollower` runs one background thread with a groupless consumer of
-``<service>.models`` and ``<service>.deployment`` from the beginning, and keeps the latest
+``<service>.models`` and ``<service>.deployment`` from the beginning (the deployment
+alone with ``models=False``, for a role that loads no model), and keeps the latest
 deployment and every descriptor. Contract:
 
 * ``on_change(deployment, descriptors)`` is called from the follower's thread after each
