@@ -21,7 +21,7 @@ redelivered request may have) are kept whole: their replies may have been lost (
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from modelstream.backplane.port import Backplane, Consumer
@@ -45,6 +45,29 @@ def _ends(
     wanted = {TopicPartition(topic, p) for p in partitions} & assigned
     consumer.seek_to_end(assigned)
     return wanted, {tp.partition: consumer.position(tp) for tp in assigned}
+
+
+def records_since(
+    backplane: Backplane, topic: str, since_ms: Mapping[int, int], timeout_s: float
+) -> Iterator[Record]:
+    """The records of the partitions of ``topic`` named in ``since_ms`` (partition ->
+    timestamp), from the first stamped at or after its timestamp up to the partition's end
+    as it was on the call. Reading is bounded by ``timeout_s``; the consumer is closed once
+    the iterator is exhausted (or dropped)."""
+    consumer = backplane.consumer([topic], start="earliest")
+    try:
+        wanted, ends = _ends(consumer, topic, since_ms)
+        for tp in wanted:
+            consumer.seek_to_time(since_ms[tp.partition], [tp])
+        give_up = time.monotonic() + timeout_s
+        while time.monotonic() < give_up and any(
+            consumer.position(tp) < ends.get(tp.partition, 0) for tp in wanted
+        ):
+            for record in consumer.poll(max_records=1000, timeout=0.05):
+                if record.partition in since_ms:
+                    yield record
+    finally:
+        consumer.close()
 
 
 def _first_timestamp(
@@ -115,25 +138,11 @@ def read_answered(
         p: firsts[p] - CLOCK_SKEW_MS if p in firsts else 0 if committed.get(p) is None else NEVER
         for p in wanted_parts
     }
-    consumer = backplane.consumer([results_topic], start="earliest")
-    try:
-        wanted, ends = _ends(consumer, results_topic, wanted_parts)
-        for tp in wanted:
-            consumer.seek_to_time(starts[tp.partition], [tp])
-        give_up = time.monotonic() + timeout_s
-        while time.monotonic() < give_up and any(
-            consumer.position(tp) < ends.get(tp.partition, 0) for tp in wanted
-        ):
-            for record in consumer.poll(max_records=1000, timeout=0.05):
-                if record.partition not in wanted_parts or record.key is None:
-                    continue
-                rid = record.key.decode("utf-8", "replace")
-                found.ids.add(rid)
-                if (
-                    record.timestamp >= keep_from[record.partition]
-                    and record.header(LATE_HEADER) is None
-                ):
-                    found.recent.setdefault(rid, record)
-    finally:
-        consumer.close()
+    for record in records_since(backplane, results_topic, starts, timeout_s):
+        if record.key is None:
+            continue
+        rid = record.key.decode("utf-8", "replace")
+        found.ids.add(rid)
+        if record.timestamp >= keep_from[record.partition] and record.header(LATE_HEADER) is None:
+            found.recent.setdefault(rid, record)
     return found

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, Record
 from modelstream.errors import TopicNotFound
+from modelstream.rendezvous.answered import records_since
 from modelstream.wire.requests import InferenceRequest
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ class LostReplies:
         self._noted: dict[str, list[Record]] = {}  # reply_to -> answers to check there
         self._first_noted = 0.0  # time.monotonic() when the first of them was noted
         self._fresh = False  # noted one since the last resend call
-        self.stats: Counter[str] = Counter()
 
     def remember(self, recent: Mapping[str, Record]) -> None:
         """Keep ``recent`` (request id -> its answer on ``results``) until the requests
@@ -114,29 +113,12 @@ class LostReplies:
                     time.monotonic() - began,
                 )
             sent += len(missing)
-            self.stats["replies_checked"] += len(answers)
-        self.stats["replies_resent"] += sent
         return sent
 
 
 def _keys_since(backplane: Backplane, topic: str, since_ms: int, timeout_s: float) -> set[bytes]:
     """The keys of ``topic``'s records stamped at or after ``since_ms``, read to the ends
-    as they were on the call (bounded by ``timeout_s``)."""
-    backplane.partitions(topic)  # TopicNotFound, on every engine, before a consumer
-    keys: set[bytes] = set()
-    consumer = backplane.consumer([topic], start="earliest")
-    try:
-        assigned = consumer.assignment()
-        consumer.seek_to_end(assigned)
-        ends = {tp: consumer.position(tp) for tp in assigned}
-        consumer.seek_to_time(since_ms, assigned)
-        give_up = time.monotonic() + timeout_s
-        while time.monotonic() < give_up and any(
-            consumer.position(tp) < end for tp, end in ends.items()
-        ):
-            for record in consumer.poll(max_records=1000, timeout=0.05):
-                if record.key is not None:
-                    keys.add(record.key)
-    finally:
-        consumer.close()
-    return keys
+    as they were on the call (bounded by ``timeout_s``); ``TopicNotFound`` first."""
+    since = {p.partition: since_ms for p in backplane.partitions(topic)}
+    records = records_since(backplane, topic, since, timeout_s)
+    return {r.key for r in records if r.key is not None}
