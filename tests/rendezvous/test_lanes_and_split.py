@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import msgspec
+
 from modelstream.models.deployment import Deployment, LiveModel, Policy, PolicyKind, Role
 from modelstream.models.refs import ModelRef
 from modelstream.wire.requests import InferenceRequest
@@ -73,7 +75,7 @@ def entity_for(dep: Deployment, ref: str) -> str:
 
 
 def send(desk: Desk, rid: str, entity: str) -> list[Result]:
-    req: InferenceRequest = dataclasses.replace(
+    req: InferenceRequest = msgspec.structs.replace(
         request(rid, desk.clock.now_ms(), 100), entity=entity
     )
     desk.offset += 1

@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from modelstream.backplane.factory import open_backplane
@@ -82,7 +83,7 @@ def test_requests_held_across_a_rebalance_are_answered_by_the_model(
         wait_until("both partitions at the first member", lambda: first.owned == {0, 1}, 30)
         ids = [f"held-{i}" for i in range(HELD)]
         for rid in ids:  # no score yet: the champion is waited for until the deadline
-            req = replace(request(rid, now_ms(), 60_000), service=service)
+            req = msgspec.structs.replace(request(rid, now_ms(), 60_000), service=service)
             backplane.produce(topics.requests, [OutRecord(req.encode(), req.key)])
         wait_until("every request read", lambda: first.stats["requests"] >= HELD, 30)
 

@@ -3,9 +3,9 @@ with the real registry and loaders."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -41,13 +41,13 @@ def test_every_kind_of_request_gets_what_the_contract_says(
     x = onnx_models.x
     ok = make_request(env.service, x[0])
     two_rows = make_request(env.service, x[1])
-    two_rows = dataclasses.replace(two_rows, inputs=(array_to_tensor("input", x[1:3]),))
+    two_rows = msgspec.structs.replace(two_rows, inputs=(array_to_tensor("input", x[1:3]),))
     expired = make_request(env.service, x[2], deadline_ms=-10)
     other_model = make_request(env.service, x[3], target="tree@1")
     this_model = make_request(env.service, x[4], target="lr@1")
     wrong_version = make_request(env.service, x[5], target="lr@7")
     bad_input = make_request(env.service, x[6])
-    bad_input = dataclasses.replace(
+    bad_input = msgspec.structs.replace(
         bad_input, inputs=(Tensor("input", "FP32", (1, 2), (1.0, 2.0)),)
     )
     requests = [ok, two_rows, expired, other_model, this_model, wrong_version, bad_input]

@@ -29,6 +29,8 @@ import logging
 import threading
 from collections.abc import Sequence
 
+import msgspec
+
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import OutRecord, Record, TopicPartition, record_size
 from modelstream.backplane.retry import Backoff
@@ -201,7 +203,7 @@ class Featurizer:
             if record.header(rec.KIND_HEADER) == rec.REQUEST_KIND:
                 request = decode_request(record.value)
                 features = self.engine.features_as_of(p, request.entity, request.event_time)
-                enriched = dataclasses.replace(request, features=features)
+                enriched = msgspec.structs.replace(request, features=features)
                 out = OutRecord(enriched.encode(), enriched.key, (), request.event_time)
                 if (size := record_size(out)) > self._bp.max_record_bytes:
                     # The backplane would refuse it, and the whole step with it, for ever.

@@ -30,8 +30,10 @@ import heapq
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
+
+import msgspec
 
 from modelstream.backplane.records import TopicPartition
 from modelstream.models.deployment import Deployment
@@ -231,7 +233,7 @@ class MailboxBook:
         late = mailbox.late_refs()
         if not late:
             return []
-        return [Emit(replace(result, late=late), None, late=True)]
+        return [Emit(msgspec.structs.replace(result, late=late), None, late=True)]
 
     def _prune(self, now: int) -> None:
         while self._answered:

@@ -18,7 +18,7 @@ the request reached the rendezvous (:attr:`Mailbox.started_at`).
 
 from __future__ import annotations
 
-from dataclasses import replace
+import msgspec
 
 from modelstream.errors import InvalidRequest
 from modelstream.models.deployment import Deployment
@@ -130,4 +130,4 @@ def too_large(result: Result, size: int, limit: int) -> Result:
         f"the answer of {result.ref} takes {size} bytes, above the backplane's record limit "
         f"of {limit}: send fewer rows per request, or raise MODELSTREAM_MAX_RECORD_BYTES"
     )
-    return replace(result, outputs=None, error=error, deadline_met=False)
+    return msgspec.structs.replace(result, outputs=None, error=error, deadline_met=False)

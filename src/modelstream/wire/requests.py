@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from modelstream.backplane.records import now_ms
 from modelstream.errors import DecodeError
 from modelstream.wire import codec
-from modelstream.wire.tensors import Tensor
+from modelstream.wire.tensors import Tensor, well_formed
 
 _KIND = "request"
 
@@ -43,9 +44,10 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-@dataclass(frozen=True, slots=True)
-class InferenceRequest:
-    """One request, as every role sees it."""
+class InferenceRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One request, as every role sees it (a frozen ``Struct``, as
+    :class:`~modelstream.wire.tensors.Tensor` says why). Its JSON leaves out the optional
+    fields left at their defaults, as the wire format above shows."""
 
     id: str
     service: str
@@ -54,7 +56,7 @@ class InferenceRequest:
     inputs: tuple[Tensor, ...]
     reply_to: str | None = None
     entity: str | None = None
-    parameters: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = msgspec.field(default_factory=dict)
     features: Mapping[str, float] | None = None
     target: str | None = None
     sent_at: int | None = None
@@ -84,11 +86,21 @@ class InferenceRequest:
         return out
 
     def encode(self) -> bytes:
-        return codec.dumps(self.to_json())
+        return codec.encode(self)
+
+
+_DECODER = msgspec.json.Decoder(InferenceRequest)
 
 
 def decode_request(data: bytes) -> InferenceRequest:
     """Decode and validate a request record; raises ``DecodeError`` saying what is wrong."""
+    request = codec.typed(data, _DECODER)
+    if request is not None and request.inputs and well_formed(request.inputs):
+        return request
+    return _decode_checked(data)
+
+
+def _decode_checked(data: bytes) -> InferenceRequest:
     obj = codec.loads(data, _KIND)
     inputs = codec.tensors(obj, "inputs", _KIND)
     if not inputs:

@@ -25,18 +25,19 @@ and the header ``x-modelstream-late: 1``; it goes to ``results`` only, never to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from modelstream.wire import codec
-from modelstream.wire.tensors import Tensor
+from modelstream.wire.tensors import Tensor, well_formed
 
 _KIND = "result"
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """The one answer given for a request, and how it was chosen."""
+class Result(msgspec.Struct, frozen=True):
+    """The one answer given for a request, and how it was chosen (a frozen ``Struct``,
+    as :class:`~modelstream.wire.tensors.Tensor` says why)."""
 
     request_id: str
     service: str
@@ -78,11 +79,21 @@ class Result:
         }
 
     def encode(self) -> bytes:
-        return codec.dumps(self.to_json())
+        return codec.encode(self)
+
+
+_DECODER = msgspec.json.Decoder(Result)
 
 
 def decode_result(data: bytes) -> Result:
     """Decode and validate a result record; raises ``DecodeError`` saying what is wrong."""
+    result = codec.typed(data, _DECODER)
+    if result is not None and (result.outputs is None or well_formed(result.outputs)):
+        return result
+    return _decode_checked(data)
+
+
+def _decode_checked(data: bytes) -> Result:
     obj = codec.loads(data, _KIND)
     fallback = obj.get("fallback", False)
     deadline_met = obj.get("deadline_met", True)

@@ -15,19 +15,20 @@ Wire format (JSON, key = the request id, so a request's scores share its partiti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from modelstream.errors import DecodeError
 from modelstream.wire import codec
-from modelstream.wire.tensors import Tensor
+from modelstream.wire.tensors import Tensor, well_formed
 
 _KIND = "score"
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
-    """One model version's answer (or error) for one request."""
+class Score(msgspec.Struct, frozen=True):
+    """One model version's answer (or error) for one request (a frozen ``Struct``, as
+    :class:`~modelstream.wire.tensors.Tensor` says why)."""
 
     request_id: str
     model: str
@@ -62,11 +63,23 @@ class Score:
         }
 
     def encode(self) -> bytes:
-        return codec.dumps(self.to_json())
+        return codec.encode(self)
+
+
+_DECODER = msgspec.json.Decoder(Score)
 
 
 def decode_score(data: bytes) -> Score:
     """Decode and validate a score record; raises ``DecodeError`` saying what is wrong."""
+    score = codec.typed(data, _DECODER)
+    if score is not None and (
+        well_formed(score.outputs) if score.outputs is not None else score.error is not None
+    ):
+        return score
+    return _decode_checked(data)
+
+
+def _decode_checked(data: bytes) -> Score:
     obj = codec.loads(data, _KIND)
     outputs = codec.tensors(obj, "outputs", _KIND)
     error = codec.optional(obj, "error", str, _KIND)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -57,9 +57,14 @@ def datatype_of(array: npt.NDArray[Any]) -> str:
         raise InvalidRequest(f"dtype {array.dtype} has no Open Inference datatype") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Tensor:
-    """A named tensor as carried on the wire (``data`` is flat, row-major)."""
+class Tensor(msgspec.Struct, frozen=True):
+    """A named tensor as carried on the wire (``data`` is flat, row-major).
+
+    Like every record of the request path, a frozen msgspec ``Struct`` rather than a
+    frozen dataclass: immutable and slotted the same, but built ten times faster, and
+    decoded and encoded in C. Building it checks nothing; :func:`tensor_from_json` and
+    :func:`well_formed` are the checks.
+    """
 
     name: str
     datatype: str
@@ -127,6 +132,23 @@ def tensor_from_json(obj: Any, *, where: str = "input") -> Tensor:
             f"{where} {name!r}: shape {list(shape)} needs {expected} values, got {len(flat)}"
         )
     return Tensor(name, datatype, tuple(shape), tuple(flat))
+
+
+def well_formed(tensors: tuple[Tensor, ...]) -> bool:
+    """Whether tensors decoded by their types alone also pass :func:`tensor_from_json`:
+    a name, a known datatype, a shape of non-negative sizes, and flat data of the
+    shape's size (``False`` for nested data, which the careful decoder flattens)."""
+    for t in tensors:
+        shape = t.shape
+        if (
+            not t.name
+            or t.datatype not in DATATYPES
+            or (shape and min(shape) < 0)
+            or not _SCALARS.issuperset(map(type, t.data))
+            or len(t.data) != math.prod(shape)
+        ):
+            return False
+    return True
 
 
 def tensor_to_array(tensor: Tensor) -> npt.NDArray[Any]:
