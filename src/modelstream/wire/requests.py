@@ -69,22 +69,6 @@ class InferenceRequest(msgspec.Struct, frozen=True, omit_defaults=True):
         """Milliseconds left until the deadline (negative once it has passed)."""
         return self.deadline - (now_ms() if now is None else now)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "service": self.service,
-            "event_time": self.event_time,
-            "deadline": self.deadline,
-            "inputs": [t.to_json() for t in self.inputs],
-        }
-        for name in ("reply_to", "entity", "features", "target", "sent_at"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        if self.parameters:
-            out["parameters"] = dict(self.parameters)
-        return out
-
     def encode(self) -> bytes:
         return codec.encode(self)
 

@@ -25,8 +25,6 @@ and the header ``x-modelstream-late: 1``; it goes to ``results`` only, never to
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from modelstream.wire import codec
@@ -58,25 +56,6 @@ class Result(msgspec.Struct, frozen=True):
     @property
     def ref(self) -> str | None:
         return None if self.model is None else f"{self.model}@{self.version}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "service": self.service,
-            "policy": self.policy,
-            "model": self.model,
-            "version": self.version,
-            "outputs": None if self.outputs is None else [t.to_json() for t in self.outputs],
-            "error": self.error,
-            "fallback": self.fallback,
-            "deadline": self.deadline,
-            "deadline_met": self.deadline_met,
-            "answers": list(self.answers),
-            "late": list(self.late),
-            "missing": list(self.missing),
-            "decided_in_ms": self.decided_in_ms,
-            "decided_at": self.decided_at,
-        }
 
     def encode(self) -> bytes:
         return codec.encode(self)

@@ -15,8 +15,6 @@ Wire format (JSON, key = the request id, so a request's scores share its partiti
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from modelstream.errors import DecodeError
@@ -48,19 +46,6 @@ class Score(msgspec.Struct, frozen=True):
     @property
     def ok(self) -> bool:
         return self.error is None and self.outputs is not None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "model": self.model,
-            "version": self.version,
-            "role": self.role,
-            "outputs": None if self.outputs is None else [t.to_json() for t in self.outputs],
-            "error": self.error,
-            "latency_ms": self.latency_ms,
-            "batch_size": self.batch_size,
-            "scored_at": self.scored_at,
-        }
 
     def encode(self) -> bytes:
         return codec.encode(self)
