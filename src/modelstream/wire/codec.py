@@ -8,14 +8,17 @@ The records of the request path (requests, scores, results and their tensors) ar
 msgspec ``Struct`` types, and each of their decoders has two steps:
 
 1. :func:`typed` decodes the record straight into its type, checking every field's type
-   at C speed. That is the common case, and it costs a quarter of the second step.
+   at C speed; the record's decoder then checks what types do not say (tensors with
+   :func:`~modelstream.wire.tensors.well_formed`, fields whose empty value means a
+   default). That is the common case, and it costs a quarter of the second step.
 2. When it fails, the careful decoder (``field``, ``optional``, ``tensors`` ...) decodes
    the record again. It accepts what the wire format allows beyond the typed form (a
    ``null`` optional field, nested tensor data, a float batch size), and it names what
    is wrong when the record is bad.
 
 Invariant: the first step accepts only records that the second accepts too, and then
-returns the same value (``tests/wire/test_typed.py`` checks it on generated records).
+returns the same value; so a decoder answers as its careful decoder does
+(``tests/wire/test_typed.py`` checks it on generated records).
 """
 
 from __future__ import annotations

@@ -57,8 +57,10 @@ _DECODER = msgspec.json.Decoder(Score)
 def decode_score(data: bytes) -> Score:
     """Decode and validate a score record; raises ``DecodeError`` saying what is wrong."""
     score = codec.typed(data, _DECODER)
-    if score is not None and (
-        well_formed(score.outputs) if score.outputs is not None else score.error is not None
+    if (
+        score is not None
+        and score.role  # an empty role reads as "champion": the careful decoder says so
+        and (well_formed(score.outputs) if score.outputs is not None else score.error is not None)
     ):
         return score
     return _decode_checked(data)
