@@ -78,7 +78,7 @@ class Archiver:
         self._root = Path(root)
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
-        self._backoff = Backoff(retry_max_s)  # the settings' retry_max_s(): see Settings
+        self._retry_max_s = retry_max_s  # the settings' retry_max_s(): see Settings
         self._clock = clock
         self._kinds = self._subscribe()
         self._consumer: Consumer = backplane.consumer(
@@ -195,6 +195,7 @@ class Archiver:
     def run(self, stop: threading.Event | None = None, poll_timeout: float = 0.5) -> None:
         """Archive until ``stop`` is set (or Ctrl-C); flush and leave the group on exit."""
         stop = stop or threading.Event()
+        backoff = Backoff(self._retry_max_s)
         try:
             while not stop.is_set():
                 try:
@@ -202,11 +203,11 @@ class Archiver:
                 except BackplaneError as exc:
                     if isinstance(exc, ConsumerClosed):
                         raise
-                    wait = self._backoff.failed()
+                    wait = backoff.failed()
                     log.warning("archiver of %s: %s; retrying in %.1f s", self.service, exc, wait)
                     stop.wait(wait)
                 else:
-                    self._backoff.succeeded()
+                    backoff.succeeded()
         finally:
             self.close()
 

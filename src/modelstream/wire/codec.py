@@ -8,9 +8,10 @@ The records of the request path (requests, scores, results and their tensors) ar
 msgspec ``Struct`` types, and each of their decoders has two steps:
 
 1. :func:`typed` decodes the record straight into its type, checking every field's type
-   at C speed; the record's decoder then checks what types do not say (tensors with
-   :func:`~modelstream.wire.tensors.well_formed`, fields whose empty value means a
-   default). That is the common case, and it costs a quarter of the second step.
+   and constraint (``msgspec.Meta``: a name that is not empty, sizes that are not
+   negative) at C speed; the record's decoder then checks what types do not say, with
+   :func:`~modelstream.wire.tensors.well_formed`. That is the common case, and it costs
+   a quarter of the second step.
 2. When it fails, the careful decoder (``field``, ``optional``, ``tensors`` ...) decodes
    the record again. It accepts what the wire format allows beyond the typed form (a
    ``null`` optional field, nested tensor data, a float batch size), and it names what

@@ -15,6 +15,8 @@ Wire format (JSON, key = the request id, so a request's scores share its partiti
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from modelstream.errors import DecodeError
@@ -35,7 +37,8 @@ class Score(msgspec.Struct, frozen=True):
     error: str | None
     latency_ms: float
     scored_at: int
-    role: str = "champion"
+    # Not empty when decoded by type: the careful decoder reads "" as "champion".
+    role: Annotated[str, msgspec.Meta(min_length=1)] = "champion"
     batch_size: int = 1
 
     @property
@@ -57,10 +60,8 @@ _DECODER = msgspec.json.Decoder(Score)
 def decode_score(data: bytes) -> Score:
     """Decode and validate a score record; raises ``DecodeError`` saying what is wrong."""
     score = codec.typed(data, _DECODER)
-    if (
-        score is not None
-        and score.role  # an empty role reads as "champion": the careful decoder says so
-        and (well_formed(score.outputs) if score.outputs is not None else score.error is not None)
+    if score is not None and (
+        well_formed(score.outputs) if score.outputs is not None else score.error is not None
     ):
         return score
     return _decode_checked(data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -66,9 +66,10 @@ class Tensor(msgspec.Struct, frozen=True):
     :func:`well_formed` are the checks.
     """
 
-    name: str
+    # The constraints are checked when a record is decoded by type (not when one is built).
+    name: Annotated[str, msgspec.Meta(min_length=1)]
     datatype: str
-    shape: tuple[int, ...]
+    shape: tuple[Annotated[int, msgspec.Meta(ge=0)], ...]
     data: tuple[Any, ...]
 
     def to_json(self) -> dict[str, Any]:
@@ -135,17 +136,14 @@ def tensor_from_json(obj: Any, *, where: str = "input") -> Tensor:
 
 
 def well_formed(tensors: tuple[Tensor, ...]) -> bool:
-    """Whether tensors decoded by their types alone also pass :func:`tensor_from_json`:
-    a name, a known datatype, a shape of non-negative sizes, and flat data of the
-    shape's size (``False`` for nested data, which the careful decoder flattens)."""
+    """Whether tensors decoded by their types (a name, sizes that are not negative) also
+    pass :func:`tensor_from_json`: a known datatype, and flat data of the shape's size
+    (``False`` for nested data, which the careful decoder flattens)."""
     for t in tensors:
-        shape = t.shape
         if (
-            not t.name
-            or t.datatype not in DATATYPES
-            or (shape and min(shape) < 0)
+            t.datatype not in DATATYPES
             or not _SCALARS.issuperset(map(type, t.data))
-            or len(t.data) != math.prod(shape)
+            or len(t.data) != math.prod(t.shape)
         ):
             return False
     return True
