@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from modelstream.backplane.factory import open_backplane
+from modelstream.backplane.partitioner import partition_for
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import OutRecord, now_ms
 from modelstream.models.codec import encode_deployment
@@ -317,3 +318,28 @@ def test_with_a_long_commit_interval_an_idle_rendezvous_still_commits_what_it_an
         assert lag() == {TOPICS.requests: 0, TOPICS.scores: 0}
     finally:
         rendezvous.stop()
+
+
+def test_a_request_placed_by_another_partitioner_is_answered_in_its_own_partition(
+    engine: tuple[Backplane, Settings],
+) -> None:
+    """A client whose partitioner is not murmur2 (librdkafka's default) puts a request where
+    its key would not go; its scores follow it there, and so must its result."""
+    backplane, settings = engine
+    deploy(backplane, standard())
+    rendezvous = started(backplane, settings)
+    try:
+        rid = "elsewhere"
+        other = 1 - partition_for(rid.encode(), 2)
+        req = request(rid, now_ms(), 400, reply_to=REPLIES)
+        backplane.produce(TOPICS.requests, [OutRecord(req.encode(), req.key, partition=other)])
+        champion = score(rid, CHAMP, 4)
+        backplane.produce(TOPICS.scores, [OutRecord(champion.encode(), req.key, partition=other)])
+        [record] = read_all(backplane, TOPICS.results, expect=1)
+        [reply] = read_all(backplane, REPLIES, expect=1)
+    finally:
+        rendezvous.stop()
+    result = decode_result(record.value)
+    assert record.partition == other
+    assert result.ref == CHAMP and result.deadline_met
+    assert decode_result(reply.value).ref == CHAMP

@@ -3,16 +3,20 @@ with the real registry and loaders."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import msgspec
 import numpy as np
 import pytest
 
+from modelstream.backplane.partitioner import partition_for
 from modelstream.backplane.records import OutRecord
+from modelstream.errors import ConfigurationError
 from modelstream.models.refs import ModelRef
 from modelstream.scoring.pool import ScorerPool
 from modelstream.scoring.scorer import Scorer, ScorerConfig, scorer_group
+from modelstream.wire.scores import decode_score
 from modelstream.wire.tensors import Tensor, array_to_tensor
 from modelstream.wire.topics import ServiceTopics
 
@@ -222,3 +226,42 @@ def test_the_batch_wait_is_the_operators_setting(
         watcher.wait_scores({first.id, second.id}, 1, timeout=20)
     watcher.close()
     assert observer.sizes == batches
+
+
+def test_a_score_goes_to_its_request_s_partition_whichever_partitioner_placed_it(
+    memory_env: Env, onnx_models: Models, running: tuple[Scorer, Watcher]
+) -> None:
+    env = memory_env
+    topics = ServiceTopics(env.service)
+    placed = {}
+    for i, row in enumerate(onnx_models.x[:8]):
+        req = make_request(env.service, row)
+        # Half where murmur2 puts the key (our clients), half in the other partition.
+        by_key = partition_for(req.key or b"", 2)
+        placed[req.id] = by_key if i % 2 else 1 - by_key
+        env.backplane.produce(
+            topics.requests, [OutRecord(req.encode(), req.key, partition=placed[req.id])]
+        )
+    reader = env.backplane.consumer([topics.scores], start="earliest")
+    found: dict[str, int] = {}
+    try:
+        give_up = time.monotonic() + 20
+        while len(found) < len(placed) and time.monotonic() < give_up:
+            for record in reader.poll(500, 0.05):
+                found[decode_score(record.value).request_id] = record.partition
+    finally:
+        reader.close()
+    assert found == placed
+
+
+def test_a_scorer_refuses_to_start_when_scores_has_another_partition_count(
+    memory_env: Env, onnx_models: Models
+) -> None:
+    env = memory_env
+    topics = ServiceTopics(env.service)
+    env.backplane.create_topic(topics.requests, 4)
+    env.backplane.create_topic(topics.scores, 2)
+    scorer = Scorer(env.backplane, env.settings, env.service, "lr", config=CONFIG)
+    with pytest.raises(ConfigurationError, match=r"recreate 'svc\.scores' with 4 partitions"):
+        scorer.start()
+    scorer.stop()

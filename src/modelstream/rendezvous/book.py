@@ -47,10 +47,17 @@ from modelstream.wire.scores import Score
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """A record to produce on ``results`` (and on ``reply_to`` unless ``late``)."""
+    """A record to produce on ``results`` (and on ``reply_to`` unless ``late``).
+
+    ``partition`` is that of the request's record: its result goes to the same partition
+    number of ``results`` (which has the request topic's count), where a member taking
+    the partition over reads back what was answered, whichever partitioner placed the
+    request.
+    """
 
     result: Result
     reply_to: str | None
+    partition: int
     late: bool = False
 
 
@@ -222,7 +229,7 @@ class MailboxBook:
         del self.open[mailbox.id]
         self._closed[mailbox.id] = (mailbox, result)
         self._schedule(max(now, mailbox.deadline) + self._late_window, _Timer.EXPIRE, mailbox.id)
-        return Emit(result, mailbox.request.reply_to)
+        return Emit(result, mailbox.request.reply_to, mailbox.partition)
 
     def _expire(self, rid: str, now: int) -> list[Emit]:
         closed = self._closed.pop(rid, None)
@@ -233,7 +240,9 @@ class MailboxBook:
         late = mailbox.late_refs()
         if not late:
             return []
-        return [Emit(msgspec.structs.replace(result, late=late), None, late=True)]
+        return [
+            Emit(msgspec.structs.replace(result, late=late), None, mailbox.partition, late=True)
+        ]
 
     def _prune(self, now: int) -> None:
         while self._answered:

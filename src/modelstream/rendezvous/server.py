@@ -330,12 +330,13 @@ class Rendezvous:
         for emit in emits:
             result = emit.result
             headers = ((LATE_HEADER, b"1"),) if emit.late else ()
-            out = OutRecord(result.encode(), result.request_id.encode(), headers, result.decided_at)
+            key, at, partition = result.request_id.encode(), result.decided_at, emit.partition
+            out = OutRecord(result.encode(), key, headers, at, partition)
             if (size := record_size(out)) > limit:
                 # Refused by the backplane, it would be retried forever: the request is
                 # answered with what went wrong instead.
                 result = too_large(result, size, limit)
-                out = OutRecord(result.encode(), out.key, headers, result.decided_at)
+                out = OutRecord(result.encode(), key, headers, at, partition)
             results.append(out)
             if emit.late:
                 self.stats["late_records"] += 1
@@ -344,7 +345,9 @@ class Rendezvous:
                 "fallbacks" if result.fallback else "errors" if result.error else "answers"
             ] += 1
             if emit.reply_to:
-                replies.setdefault(emit.reply_to, []).append(out)
+                # Placed by its key: a return address has a partition count of its own.
+                reply = OutRecord(out.value, key, headers, at)
+                replies.setdefault(emit.reply_to, []).append(reply)
         # results first: it is what a restarted member reads back to avoid a second answer.
         self._bp.produce(self.topics.results, results)
         for topic, records in replies.items():

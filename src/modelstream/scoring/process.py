@@ -93,6 +93,7 @@ def _score(
     at: int,
     headers: Headers = (),
     limit: int | None = None,
+    partition: int | None = None,
 ) -> Scored:
     score = Score(
         request_id=request.id,
@@ -105,7 +106,7 @@ def _score(
         role=active.role,
         batch_size=batch_size,
     )
-    out = OutRecord(score.encode(), request.key, headers, timestamp=at)
+    out = OutRecord(score.encode(), request.key, headers, timestamp=at, partition=partition)
     if limit is not None and outputs is not None and (size := record_size(out)) > limit:
         # A score the backplane would refuse must not stall the partition: the request
         # is answered with what went wrong instead.
@@ -115,7 +116,8 @@ def _score(
             "MODELSTREAM_MAX_RECORD_BYTES"
         )
         return _score(request, active, error=error, latency_ms=latency_ms,
-                      batch_size=batch_size, at=at, headers=headers)  # fmt: skip
+                      batch_size=batch_size, at=at, headers=headers,
+                      partition=partition)  # fmt: skip
     return Scored(score, out)
 
 
@@ -162,10 +164,17 @@ def score_records(
     ``headers`` go on every score record (the scorer role names itself there). A score
     above ``limit`` bytes (the backplane's ``max_record_bytes``) becomes an error score
     saying so, so that every score this returns can be produced.
+
+    Each score record is placed in the partition number of its request's record, not by
+    its key: ``scores`` has the request topic's partition count, so the score meets its
+    request at the rendezvous member owning that partition whichever partitioner placed
+    the request (and no key is hashed again).
     """
     outcome = Outcome()
     now = now_ms()
     ready: list[tuple[InferenceRequest, Arrays]] = []
+    # Keyed by id(): every request decoded here stays alive until the function returns.
+    placed: dict[int, int] = {}
     for record in records:
         outcome.offsets[record.topic_partition] = record.offset + 1
         try:
@@ -175,23 +184,35 @@ def score_records(
                 dead_letter_record(record, str(exc), limit or LOCAL_MAX_RECORD_BYTES)
             )
             continue
+        placed[id(request)] = partition = record.partition
         verdict = targets(request, active, others)
         if verdict is False:
             outcome.skipped += 1
             continue
         if isinstance(verdict, str):
-            outcome.scores.append(_score(request, active, error=verdict, at=now, headers=headers))
+            outcome.scores.append(
+                _score(request, active, error=verdict, at=now, headers=headers, partition=partition)
+            )
             continue
         late = -request.remaining_ms(now)
         if late > 0 and expired == "error":
             message = f"expired: deadline passed {late} ms before scoring; not scored"
-            outcome.scores.append(_score(request, active, error=message, at=now, headers=headers))
+            outcome.scores.append(
+                _score(request, active, error=message, at=now, headers=headers, partition=partition)
+            )
             continue
         try:
             ready.append((request, request_arrays(request, active.schema)))
         except (InvalidRequest, SchemaMismatch) as exc:
             outcome.scores.append(
-                _score(request, active, error=f"invalid input: {exc}", at=now, headers=headers)
+                _score(
+                    request,
+                    active,
+                    error=f"invalid input: {exc}",
+                    at=now,
+                    headers=headers,
+                    partition=partition,
+                )
             )
     for batch in make_batches(ready):
         started = time.perf_counter()
@@ -213,6 +234,7 @@ def score_records(
                         batch_size=batch.size,
                         at=at,
                         headers=headers,
+                        partition=placed[id(request)],
                     )
                 )
             continue
@@ -229,6 +251,7 @@ def score_records(
                     at=at,
                     headers=headers,
                     limit=limit,
+                    partition=placed[id(request)],
                 )
             )
     return outcome

@@ -25,7 +25,8 @@ Lifecycle:
   is 0), so a lone request waits for nothing and, under load, a batch is what queued
   while the previous one ran. Batches are
   run with a per-call timeout (:mod:`modelstream.scoring.runner`), and every request
-  the model answers gets one record on ``<service>.scores`` (key = request id) naming
+  the model answers gets one record on ``<service>.scores`` (key = request id, in the
+  partition number of the request's record) naming
   the version that computed it, and the header ``x-modelstream-scorer`` naming the scorer
   instance (``host-pid-suffix``: which process of the group owned the partition).
   Offsets are committed only after the scores (and any dead letters) are durable, at
@@ -209,8 +210,7 @@ class Scorer:
         with self._lock:
             if self._thread is not None:
                 return self
-            for topic in (self.topics.requests, self.topics.scores):
-                self.backplane.create_topic(topic)
+            self._check_partitions()
             self._thread = threading.Thread(
                 target=self._loop, name=f"scorer-{self.service}-{self.lane}", daemon=True
             )
@@ -353,6 +353,19 @@ class Scorer:
             timings=timings,
             error=error,
         )
+
+    def _check_partitions(self) -> None:
+        """Create ``requests`` and ``scores`` with one partition count, or refuse to start:
+        a score goes to its request's partition number (:func:`score_records`)."""
+        requests = self.backplane.create_topic(self.topics.requests)
+        scores = self.backplane.create_topic(self.topics.scores, requests.partitions)
+        if scores.partitions != requests.partitions:
+            raise ConfigurationError(
+                f"topic {scores.name!r} has {scores.partitions} partitions but "
+                f"{requests.name!r} has {requests.partitions}: a score goes to the partition "
+                "number of its request, so both need one count; recreate "
+                f"{scores.name!r} with {requests.partitions} partitions"
+            )
 
     # -- scoring --------------------------------------------------------------------
 

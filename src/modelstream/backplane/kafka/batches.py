@@ -36,6 +36,13 @@ def _partition_offset(message: Message) -> tuple[int, int]:
     return _PARTITION(message), _OFFSET(message) or 0
 
 
+def _missing(topic: str, partition: int, count: int) -> ConfigurationError:
+    return ConfigurationError(
+        f"partition {partition} does not exist in {topic!r} "
+        f"(it has {count}); leave partition unset to place by key"
+    )
+
+
 def place(
     topic: str, records: Sequence[OutRecord], count: int, unkeyed: Iterator[int]
 ) -> list[int]:
@@ -54,15 +61,17 @@ def place(
         if keys.count(None) == n:
             start = next(unkeyed)
             return [(start + i) % count for i in range(n)]
+    if None not in explicit:  # every record placed by its producer (scores, results)
+        placed = cast("list[int]", explicit)
+        if not 0 <= min(placed) <= max(placed) < count:
+            raise _missing(topic, next(p for p in placed if not 0 <= p < count), count)
+        return placed
     placed = [0] * n
     keyed: list[int] = []
     for index, (key, partition) in enumerate(zip(keys, explicit, strict=True)):
         if partition is not None:
             if not 0 <= partition < count:
-                raise ConfigurationError(
-                    f"partition {partition} does not exist in {topic!r} "
-                    f"(it has {count}); leave partition unset to place by key"
-                )
+                raise _missing(topic, partition, count)
             placed[index] = partition
         elif key is not None:
             keyed.append(index)
