@@ -3,6 +3,7 @@ with the real registry and loaders."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -255,7 +256,7 @@ def test_a_score_goes_to_its_request_s_partition_whichever_partitioner_placed_it
 
 
 def test_a_scorer_refuses_to_start_when_scores_has_another_partition_count(
-    memory_env: Env, onnx_models: Models
+    memory_env: Env, onnx_models: Models, caplog: pytest.LogCaptureFixture
 ) -> None:
     env = memory_env
     topics = ServiceTopics(env.service)
@@ -265,3 +266,14 @@ def test_a_scorer_refuses_to_start_when_scores_has_another_partition_count(
     with pytest.raises(ConfigurationError, match=r"recreate 'svc\.scores' with 4 partitions"):
         scorer.start()
     scorer.stop()
+    # The scorer role says so in one line, and keeps following the registry.
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 1))
+    with (
+        caplog.at_level(logging.ERROR, logger="modelstream.scoring.pool"),
+        ScorerPool(env.backplane, env.settings, env.service, config=CONFIG) as pool,
+    ):
+        wait_until(lambda: "lane lr cannot start" in caplog.text, 10, "the lane's error")
+        assert pool.scorers == {}
+    [line] = [r for r in caplog.records if "cannot start" in r.getMessage()]
+    assert "recreate 'svc.scores' with 4 partitions" in line.getMessage() and not line.exc_info

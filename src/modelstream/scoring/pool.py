@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from modelstream.backplane.port import Backplane
 from modelstream.backplane.records import TopicPartition
-from modelstream.errors import TopicNotFound
+from modelstream.errors import ModelstreamError, TopicNotFound
 from modelstream.logs import log_recovered
 from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
@@ -219,7 +219,15 @@ class ScorerPool:
                 self._scorers[scorer.lane] = scorer
         for scorer in new:
             log.info("%s: starting a scorer for lane %s", self.service, scorer.lane)
-            scorer.start()
+            try:
+                scorer.start()
+            except ModelstreamError as exc:
+                # The operator's to fix (topics of different partition counts): said in
+                # one line; the next registry change tries the lane again.
+                log.error("%s: lane %s cannot start: %s", self.service, scorer.lane, exc)
+                with self._lock:
+                    if self._scorers.get(scorer.lane) is scorer:
+                        del self._scorers[scorer.lane]
         with self._lock:
             self._changed.notify_all()
         self._wake.set()
