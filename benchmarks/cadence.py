@@ -31,7 +31,8 @@ from modelstream.backplane.factory import open_backplane
 from modelstream.backplane.records import now_ms
 from modelstream.models.refs import ModelRef
 from modelstream.models.registry import Registry
-from modelstream.scoring.scorer import Scorer, ScorerConfig
+from modelstream.scoring.config import ScorerConfig
+from modelstream.scoring.scorer import Scorer
 from modelstream.settings import Settings
 from modelstream.testing.broker import TansuBroker
 from modelstream.testing.sklearn import onnx_classifier

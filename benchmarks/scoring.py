@@ -38,10 +38,11 @@ from modelstream.backplane.records import OutRecord, Record, now_ms
 from modelstream.models.deployment import Deployment
 from modelstream.models.refs import ModelRef
 from modelstream.models.registry import Registry
+from modelstream.scoring.config import ScorerConfig
 from modelstream.scoring.loading import prepare, registry_source
 from modelstream.scoring.process import score_records
 from modelstream.scoring.runner import ModelRunner
-from modelstream.scoring.scorer import Scorer, ScorerConfig
+from modelstream.scoring.scorer import Scorer
 from modelstream.settings import Settings
 from modelstream.testing.sklearn import onnx_classifier
 from modelstream.wire.requests import InferenceRequest

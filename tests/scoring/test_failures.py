@@ -18,7 +18,8 @@ from modelstream.models.integrity import generate_keys, sha256_hex
 from modelstream.models.refs import ModelRef
 from modelstream.models.schema import ModelSchema, TensorSpec
 from modelstream.scoring import scorer as scorer_module
-from modelstream.scoring.scorer import Scorer, ScorerConfig
+from modelstream.scoring.config import ScorerConfig
+from modelstream.scoring.scorer import Scorer
 from modelstream.testing.models import config
 
 from .conftest import Env, Models

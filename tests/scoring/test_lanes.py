@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from modelstream.models.refs import ModelRef
+from modelstream.scoring.config import ScorerConfig
 from modelstream.scoring.pool import ScorerPool
-from modelstream.scoring.scorer import ScorerConfig
 from modelstream.wire.scores import Score
 from modelstream.wire.topics import ServiceTopics
 

@@ -12,7 +12,8 @@ import textwrap
 import pytest
 
 from modelstream.models.refs import ModelRef
-from modelstream.scoring.scorer import Scorer, ScorerConfig
+from modelstream.scoring.config import ScorerConfig
+from modelstream.scoring.scorer import Scorer
 
 from .conftest import Env, Models
 from .harness import Load, Watcher, wait_until
@@ -22,7 +23,7 @@ CHILD = textwrap.dedent(
     import sys, threading
     from modelstream.backplane.factory import open_backplane
     from modelstream.scoring.pool import run_scorers
-    from modelstream.scoring.scorer import ScorerConfig
+    from modelstream.scoring.config import ScorerConfig
     from modelstream.settings import Settings
 
     url, store, service = sys.argv[1:4]

@@ -15,8 +15,9 @@ from modelstream.backplane.partitioner import partition_for
 from modelstream.backplane.records import OutRecord
 from modelstream.errors import ConfigurationError
 from modelstream.models.refs import ModelRef
+from modelstream.scoring.config import ScorerConfig, scorer_group
 from modelstream.scoring.pool import ScorerPool
-from modelstream.scoring.scorer import Scorer, ScorerConfig, scorer_group
+from modelstream.scoring.scorer import Scorer
 from modelstream.wire.scores import decode_score
 from modelstream.wire.tensors import Tensor, array_to_tensor
 from modelstream.wire.topics import ServiceTopics

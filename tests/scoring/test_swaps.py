@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from modelstream.models.refs import ModelRef
+from modelstream.scoring.config import ScorerConfig
 from modelstream.scoring.pool import ScorerPool
-from modelstream.scoring.scorer import ScorerConfig
 
 from .conftest import VERSIONS, Env, Models
 from .harness import Load, Watcher, wait_until

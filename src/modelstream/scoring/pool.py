@@ -37,16 +37,16 @@ from modelstream.logs import log_recovered
 from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
 from modelstream.models.refs import ModelRef
-from modelstream.scoring.events import ScorerObserver
-from modelstream.scoring.loading import ModelSource
-from modelstream.scoring.scorer import (
+from modelstream.scoring.config import (
     Follower,
     FollowerFactory,
-    Scorer,
     ScorerConfig,
     registry_follower,
     scorer_group,
 )
+from modelstream.scoring.events import ScorerObserver
+from modelstream.scoring.loading import ModelSource
+from modelstream.scoring.scorer import Scorer
 from modelstream.scoring.stats import VersionStats
 from modelstream.settings import Settings
 from modelstream.wire.topics import ServiceTopics
@@ -222,8 +222,8 @@ class ScorerPool:
             try:
                 scorer.start()
             except ModelstreamError as exc:
-                # The operator's to fix (topics of different partition counts): said in
-                # one line; the next registry change tries the lane again.
+                # Only the operator can fix this (e.g. topics of different partition
+                # counts): one line says what; the next registry change tries the lane again.
                 log.error("%s: lane %s cannot start: %s", self.service, scorer.lane, exc)
                 with self._lock:
                     if self._scorers.get(scorer.lane) is scorer:
