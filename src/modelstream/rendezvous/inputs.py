@@ -1,8 +1,7 @@
-"""What the rendezvous reads: the deployment in force, and its co-partitioned topics.
+"""What the rendezvous reads: the deployment in force.
 
 The deployment is a source the rendezvous calls at every decision, so a policy switch
-applies at once. Requests, scores and results must have one partition count: partition
-``p`` of each holds the same requests, and goes to the same member.
+applies at once. (Its topics, co-partitioned: :mod:`modelstream.wire.copartition`.)
 """
 
 from __future__ import annotations
@@ -10,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from modelstream.backplane.port import Backplane
-from modelstream.errors import ConfigurationError
 from modelstream.models.deployment import Deployment
 from modelstream.models.follower import RegistryFollower
-from modelstream.wire.topics import ServiceTopics
 
 DeploymentSource = Callable[[], Deployment | None]
 
@@ -36,30 +33,3 @@ class FollowedDeployment:
 
     def stop(self) -> None:
         self._follower.stop()
-
-
-def ensure_topics(
-    backplane: Backplane,
-    topics: ServiceTopics,
-    deployment: Deployment | None,
-    default_partitions: int,
-) -> int:
-    """Create requests, scores and results with one partition count; return it.
-
-    The count is that of an existing ``requests``, else the deployment's, else
-    ``default_partitions``. Raises ``ConfigurationError`` when they exist with different
-    counts (co-partitioning would be broken, so scores would not meet their requests).
-    """
-    existing = {spec.name: spec.partitions for spec in backplane.list_topics()}
-    count = existing.get(topics.requests) or (
-        (deployment.partitions if deployment else None) or default_partitions
-    )
-    for name in (topics.requests, topics.scores, topics.results):
-        spec = backplane.create_topic(name, count)
-        if spec.partitions != count:
-            raise ConfigurationError(
-                f"topic {name!r} has {spec.partitions} partitions but "
-                f"{topics.requests!r} has {count}: the rendezvous needs the same count "
-                "on requests, scores and results; recreate them with one count"
-            )
-    return count

@@ -66,12 +66,13 @@ from modelstream.errors import (
 from modelstream.models.deployment import Deployment
 from modelstream.rendezvous.answered import read_answered
 from modelstream.rendezvous.book import Emit, MailboxBook
-from modelstream.rendezvous.inputs import DeploymentSource, FollowedDeployment, ensure_topics
+from modelstream.rendezvous.inputs import DeploymentSource, FollowedDeployment
 from modelstream.rendezvous.outcome import LATE_HEADER, too_large
 from modelstream.rendezvous.policies import QualitySource, standard_policies
 from modelstream.rendezvous.replies import LostReplies
 from modelstream.settings import Settings
 from modelstream.threads import ended
+from modelstream.wire.copartition import ensure_copartitioned
 from modelstream.wire.deadletter import send_to_dead_letter
 from modelstream.wire.requests import decode_request
 from modelstream.wire.scores import decode_score
@@ -140,7 +141,9 @@ class Rendezvous:
         began = time.monotonic()
         if self._followed is not None:
             self._followed.start()
-        ensure_topics(self._bp, self.topics, self._deployment(), self._settings.default_partitions)
+        deployment = self._deployment()
+        partitions = deployment.partitions if deployment is not None else None
+        ensure_copartitioned(self._bp, self.topics, partitions or self._settings.default_partitions)
         group = f"{self.topics.service}.rendezvous"
         self._consumer = self._bp.consumer(
             [self.topics.requests, self.topics.scores], group=group, start="earliest"

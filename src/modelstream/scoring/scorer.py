@@ -62,7 +62,7 @@ from modelstream.backplane.cadence import CommitCadence
 from modelstream.backplane.port import Backplane, Consumer
 from modelstream.backplane.records import TopicPartition
 from modelstream.backplane.retry import Backoff
-from modelstream.errors import ConfigurationError, ModelError, ModelNotFound
+from modelstream.errors import ModelError, ModelNotFound
 from modelstream.logs import log_recovered
 from modelstream.models.deployment import Deployment, lane_name
 from modelstream.models.descriptor import ModelDescriptor
@@ -85,6 +85,7 @@ from modelstream.scoring.runner import ModelRunner
 from modelstream.scoring.slot import ModelSlot
 from modelstream.scoring.stats import StatsBook, VersionStats
 from modelstream.settings import Settings
+from modelstream.wire.copartition import ensure_copartitioned
 from modelstream.wire.topics import ServiceTopics
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ class Scorer:
         with self._lock:
             if self._thread is not None:
                 return self
-            self._check_partitions()
+            # A score goes to its request's partition number (score_records).
+            ensure_copartitioned(self.backplane, self.topics, self.settings.default_partitions)
             self._thread = threading.Thread(
                 target=self._loop, name=f"scorer-{self.service}-{self.lane}", daemon=True
             )
@@ -288,19 +290,6 @@ class Scorer:
             timings=timings,
             error=error,
         )
-
-    def _check_partitions(self) -> None:
-        """Create ``requests`` and ``scores`` with one partition count, or refuse to start:
-        a score goes to its request's partition number (:func:`score_records`)."""
-        requests = self.backplane.create_topic(self.topics.requests)
-        scores = self.backplane.create_topic(self.topics.scores, requests.partitions)
-        if scores.partitions != requests.partitions:
-            raise ConfigurationError(
-                f"topic {scores.name!r} has {scores.partitions} partitions but "
-                f"{requests.name!r} has {requests.partitions}: a score goes to the partition "
-                "number of its request, so both need one count; recreate "
-                f"{scores.name!r} with {requests.partitions} partitions"
-            )
 
     # -- scoring --------------------------------------------------------------------
 
