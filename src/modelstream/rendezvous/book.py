@@ -102,7 +102,9 @@ class MailboxBook:
         self._closed: dict[str, tuple[Mailbox, Result]] = {}
         self._early: OrderedDict[str, list[_Held]] = OrderedDict()
         self._answered: OrderedDict[str, int] = OrderedDict()  # id -> when, oldest first
-        self._timers: list[tuple[int, int, _Timer, str]] = []
+        # (when, seq, _Timer value, request id): plain values only, so that once the
+        # collector has seen an entry it stops tracking it (see wire/tensors.py, Tensor).
+        self._timers: list[tuple[int, int, int, str]] = []
         self._seq = itertools.count()
 
     # -- inputs -------------------------------------------------------------------------
@@ -160,7 +162,8 @@ class MailboxBook:
         """Fire every timer due at ``now``: re-checks, final decisions, late records."""
         out: list[Emit] = []
         while self._timers and self._timers[0][0] <= now:
-            _, _, kind, rid = heapq.heappop(self._timers)
+            _, _, value, rid = heapq.heappop(self._timers)
+            kind = _Timer(value)
             if kind is _Timer.EXPIRE:
                 out.extend(self._expire(rid, now))
                 continue
@@ -193,7 +196,7 @@ class MailboxBook:
     # -- internals ----------------------------------------------------------------------
 
     def _schedule(self, at: int, kind: _Timer, rid: str) -> None:
-        heapq.heappush(self._timers, (at, next(self._seq), kind, rid))
+        heapq.heappush(self._timers, (at, next(self._seq), kind.value, rid))
 
     def _evaluate(self, mailbox: Mailbox, now: int, *, final: bool = False) -> list[Emit]:
         final = final or now >= mailbox.deadline - self._margin

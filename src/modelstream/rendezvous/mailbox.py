@@ -14,8 +14,9 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
+
+import msgspec
 
 from modelstream.backplane.records import TopicPartition
 from modelstream.models.deployment import LiveModel
@@ -24,9 +25,15 @@ from modelstream.wire.requests import InferenceRequest
 from modelstream.wire.scores import Score
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One model version's score as the mailbox received it."""
+class Answer(msgspec.Struct, frozen=True, gc=False):
+    """One model version's score as the mailbox received it.
+
+    A frozen ``Struct`` left out of the garbage collector, like the records it holds
+    (:class:`~modelstream.wire.scores.Score`): a decided mailbox is kept until its
+    deadline for late answers, so thousands of answers can be alive at once, and a
+    tracked object would add to every collection's walk. It holds no container, so it
+    can be part of no reference cycle.
+    """
 
     score: Score
     arrived_at: int  # ms, the rendezvous's clock

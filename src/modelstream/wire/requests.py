@@ -44,7 +44,7 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-class InferenceRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+class InferenceRequest(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """One request, as every role sees it (a frozen ``Struct``, as
     :class:`~modelstream.wire.tensors.Tensor` says why). Its JSON leaves out the optional
     fields left at their defaults, as the wire format above shows."""

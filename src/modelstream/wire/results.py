@@ -33,7 +33,7 @@ from modelstream.wire.tensors import Tensor, well_formed
 _KIND = "result"
 
 
-class Result(msgspec.Struct, frozen=True):
+class Result(msgspec.Struct, frozen=True, gc=False):
     """The one answer given for a request, and how it was chosen (a frozen ``Struct``,
     as :class:`~modelstream.wire.tensors.Tensor` says why)."""
 

@@ -26,7 +26,7 @@ from modelstream.wire.tensors import Tensor, well_formed
 _KIND = "score"
 
 
-class Score(msgspec.Struct, frozen=True):
+class Score(msgspec.Struct, frozen=True, gc=False):
     """One model version's answer (or error) for one request (a frozen ``Struct``, as
     :class:`~modelstream.wire.tensors.Tensor` says why)."""
 

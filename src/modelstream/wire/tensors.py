@@ -57,13 +57,20 @@ def datatype_of(array: npt.NDArray[Any]) -> str:
         raise InvalidRequest(f"dtype {array.dtype} has no Open Inference datatype") from None
 
 
-class Tensor(msgspec.Struct, frozen=True):
+class Tensor(msgspec.Struct, frozen=True, gc=False):
     """A named tensor as carried on the wire (``data`` is flat, row-major).
 
     Like every record of the request path, a frozen msgspec ``Struct`` rather than a
     frozen dataclass: immutable and slotted the same, but built ten times faster, and
     decoded and encoded in C. Building it checks nothing; :func:`tensor_from_json` and
     :func:`well_formed` are the checks.
+
+    The records of the request path are also left out of the garbage collector
+    (``gc=False``): the rendezvous keeps a decided request's records until its deadline,
+    for late answers, so under load some hundred thousand of them are alive at once, and
+    each collection would walk them all, with every thread stopped. A record holds
+    values (strings, numbers, tuples, other records, a mapping made for it) and never
+    itself, so it can be part of no reference cycle, the one thing the collector is for.
     """
 
     # The constraints are checked when a record is decoded by type (not when one is built).
