@@ -54,6 +54,20 @@ def test_inputs_that_do_not_fit_are_refused(tensor: Tensor, message: str) -> Non
         request_arrays(request("a", inputs=(tensor,)), SCHEMA)
 
 
+def test_an_input_of_the_schema_s_own_datatype_and_shape_is_taken_as_it_is() -> None:
+    exact = Tensor("input", "FP32", (2, 3), (1.0, 2.0, 3.0, 4.0, 5.0, 6.0))
+    arrays = request_arrays(request("a", inputs=(exact,)), SCHEMA)
+    assert arrays["input"].dtype == np.float32
+    assert arrays["input"].tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    # Its values are still checked, and a scalar still lacks a batch dimension.
+    text = Tensor("input", "FP32", (1, 3), (1.0, "two", 3.0))
+    with pytest.raises(InvalidRequest, match="values do not fit datatype FP32"):
+        request_arrays(request("b", inputs=(text,)), SCHEMA)
+    scalar = ModelSchema((TensorSpec("input", "FP32", ()),), SCHEMA.outputs)
+    with pytest.raises(InvalidRequest, match="needs a batch dimension"):
+        request_arrays(request("c", inputs=(Tensor("input", "FP32", (), (1.0,)),)), scalar)
+
+
 def test_missing_input_is_refused() -> None:
     schema = ModelSchema(
         (TensorSpec("a", "FP32", (-1, 1)), TensorSpec("b", "FP32", (-1, 1))), SCHEMA.outputs

@@ -63,3 +63,18 @@ def test_book_from_scores_matches_direct_recording() -> None:
     a, b = from_scores.snapshot()[0], direct.snapshot()[0]
     assert a.invocations == b.invocations == 3 and a.errors == b.errors == 1
     assert (a.since, a.last, a.latency_p50, a.latency_p99) == (10, 12, b.latency_p50, b.latency_p99)
+
+
+def test_a_batch_of_scores_counts_as_each_score_would_alone() -> None:
+    out = (array_to_tensor("y", np.zeros(1, np.float32)),)
+    batch = [Score(f"r{i}", "gbm", 3, out, None, 2.5, 100, "champion", 256) for i in range(256)]
+    batch[7] = Score("r7", "gbm", 3, None, "invalid input", 2.5, 100, "champion", 256)
+    batch += [Score(f"s{i}", "lr", 1, out, None, 0.5, 90 + i, "challenger", 1) for i in range(3)]
+    together, alone = StatsBook(), StatsBook()
+    together.record_scores(batch)
+    for score in batch:
+        alone.record_scores([score])
+    assert together.snapshot() == alone.snapshot()
+    gbm, lr = together.snapshot()
+    assert (gbm.invocations, gbm.errors, gbm.latency_mean) == (256, 1, 2.5)
+    assert (lr.invocations, lr.since, lr.last, lr.role) == (3, 90, 92, "challenger")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,9 +163,14 @@ class StatsBook:
 
     def record_scores(self, scores: Iterable[Score]) -> None:
         """Count score records, one invocation each (what ``models stats`` reads)."""
+        # The scores of one batch share version, latency, time and role: counted by group,
+        # a batch of 256 costs one update instead of 256 (the same figures).
+        groups = Counter(
+            (s.model, s.version, s.latency_ms, s.scored_at, s.ok, s.role) for s in scores
+        )
         with self._lock:
-            for s in scores:
-                self._add(ModelRef(s.model, s.version), s.latency_ms, s.scored_at, s.ok, 1, s.role)
+            for (model, version, latency_ms, at, ok, role), n in groups.items():
+                self._add(ModelRef(model, version), latency_ms, at, ok, n, role)
 
     def _add(  # noqa: PLR0917 - private and hot: positional on purpose
         self, ref: ModelRef, latency_ms: float, at: int, ok: bool, n: int, role: str
