@@ -1,10 +1,11 @@
 """What the rendezvous's open and decided requests cost the cyclic garbage collector.
 
-A decided mailbox is kept until its deadline for late answers, so under streaming load
-tens of thousands of requests are held at once. Every object the collector tracks is
-walked by each collection, with every thread of the process stopped: the records of the
-request path (requests, scores, their tensors, results, the mailbox's answers) are left
-out of it (``gc=False``, see ``modelstream.wire.tensors.Tensor``), and this is the check.
+A decided mailbox is kept for late answers until a late window after its deadline, so
+under streaming load tens of thousands of requests are held at once. Every object the
+collector tracks is walked by each collection, with every thread of the process stopped:
+the records of the request path (requests, scores, their tensors, results, the mailbox's
+answers) are left out of it (``gc=False``, see ``modelstream.wire.tensors.Tensor``), and
+this is the check.
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ class Answer(msgspec.Struct, frozen=True, gc=False):
     """One model version's score as the mailbox received it.
 
     A frozen ``Struct`` left out of the garbage collector, like the records it holds
-    (:class:`~modelstream.wire.scores.Score`): a decided mailbox is kept until its
-    deadline for late answers, so thousands of answers can be alive at once, and a
-    tracked object would add to every collection's walk. It holds no container, so it
-    can be part of no reference cycle.
+    (:class:`~modelstream.wire.scores.Score`): a decided mailbox is kept for late answers
+    until a late window (1 s by default) after its deadline, so thousands of answers can
+    be alive at once, and a tracked object would add to every collection's walk. It holds
+    no container, so it can be part of no reference cycle.
     """
 
     score: Score

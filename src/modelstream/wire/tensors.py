@@ -66,11 +66,12 @@ class Tensor(msgspec.Struct, frozen=True, gc=False):
     :func:`well_formed` are the checks.
 
     The records of the request path are also left out of the garbage collector
-    (``gc=False``): the rendezvous keeps a decided request's records until its deadline,
-    for late answers, so under load some hundred thousand of them are alive at once, and
-    each collection would walk them all, with every thread stopped. A record holds
-    values (strings, numbers, tuples, other records, a mapping made for it) and never
-    itself, so it can be part of no reference cycle, the one thing the collector is for.
+    (``gc=False``): the rendezvous keeps a decided request's records for late answers,
+    until a late window (1 s by default) after its deadline, so under load some hundred
+    thousand of them are alive at once, and each collection would walk them all, with
+    every thread stopped. A record holds values (strings, numbers, tuples, other records,
+    a mapping made for it) and never itself, so it can be part of no reference cycle, the
+    one thing the collector is for.
     """
 
     # The constraints are checked when a record is decoded by type (not when one is built).
