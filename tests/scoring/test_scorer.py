@@ -278,3 +278,17 @@ def test_a_scorer_refuses_to_start_when_scores_has_another_partition_count(
         assert pool.scorers == {}
     [line] = [r for r in caplog.records if "cannot start" in r.getMessage()]
     assert "recreate 'svc.scores' with 4 partitions" in line.getMessage() and not line.exc_info
+
+
+def test_a_scorer_first_on_a_new_backplane_creates_the_topics_with_the_deployment_s_count(
+    memory_env: Env, onnx_models: Models
+) -> None:
+    env = memory_env
+    env.registry.publish(env.service, "lr", onnx_models.lr[0], format="onnx")
+    env.registry.deploy(env.service, ModelRef("lr", 1), partitions=3)
+    with ScorerPool(env.backplane, env.settings, env.service, config=CONFIG) as pool:
+        assert pool.wait_for({"lr"}, 30)
+    counts = {s.name: s.partitions for s in env.backplane.list_topics()}
+    topics = ServiceTopics(env.service)
+    assert [counts[t] for t in (topics.requests, topics.scores, topics.results)] == [3, 3, 3]
+    assert env.settings.default_partitions != 3

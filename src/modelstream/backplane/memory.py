@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from modelstream.backplane.assignment import range_assign
-from modelstream.backplane.partitioner import partition_for
+from modelstream.backplane.partitioner import missing_partition, partition_for
 from modelstream.backplane.port import StartFrom
 from modelstream.backplane.records import (
     LOCAL_MAX_RECORD_BYTES,
@@ -146,10 +146,7 @@ class MemoryBackplane:
             # Check every explicit partition first: a bad one must not leave half a batch.
             for out in records:
                 if out.partition is not None and not 0 <= out.partition < count:
-                    raise ConfigurationError(
-                        f"partition {out.partition} does not exist in {topic!r} "
-                        f"(it has {count}); leave partition unset to place by key"
-                    )
+                    raise missing_partition(topic, out.partition, count)
             for out in records:
                 if out.partition is not None:
                     partition = out.partition

@@ -25,6 +25,8 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from modelstream.errors import ConfigurationError
+
 _M = 0x5BD1E995
 _SEED = 0x9747B28C
 _MASK = 0xFFFFFFFF
@@ -124,3 +126,11 @@ def partitions_for(keys: Sequence[bytes], partitions: int) -> list[int]:
         for i, p in zip(indexes, chosen, strict=True):
             placed[i] = p
     return placed
+
+
+def missing_partition(topic: str, partition: int, count: int) -> ConfigurationError:
+    """The error every engine raises for a record sent to a partition ``topic`` lacks."""
+    return ConfigurationError(
+        f"partition {partition} does not exist in {topic!r} "
+        f"(it has {count}); leave partition unset to place by key"
+    )

@@ -210,6 +210,8 @@ class ScorerPool:
                     source=self._source,
                     follower_factory=self._follower_factory,
                     observer=self._observer,
+                    # As the rendezvous does, when the scorer is the first to create them.
+                    partitions=None if deployment is None else deployment.partitions,
                 )
             )
         with self._lock:

@@ -96,6 +96,8 @@ class Scorer:
 
     ``lane`` is a model name (the name's best-role version, swapped in place) or a
     ``name@version`` (that version while it is live outside lane ``name``).
+    ``partitions`` is the count the request path's topics are created with when
+    ``requests`` does not exist yet: the deployment's, else ``default_partitions``.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class Scorer:
         source: ModelSource | None = None,
         follower_factory: FollowerFactory | None = None,
         observer: events.ScorerObserver | None = None,
+        partitions: int | None = None,
     ) -> None:
         self.backplane = backplane
         self.settings = settings
@@ -124,6 +127,7 @@ class Scorer:
         self._follower_factory = follower_factory or registry_follower
         self._follower: Follower | None = None
         self._observer = observer or events.NO_OBSERVER
+        self._partitions = partitions or settings.default_partitions
         self._slot = ModelSlot(self.model_name)
         self._runner = ModelRunner(self.config.timeout_ms / 1000, name=self.lane)
         self._others: frozenset[str] = frozenset()  # targets other lanes answer
@@ -147,7 +151,7 @@ class Scorer:
             if self._thread is not None:
                 return self
             # A score goes to its request's partition number (score_records).
-            ensure_copartitioned(self.backplane, self.topics, self.settings.default_partitions)
+            ensure_copartitioned(self.backplane, self.topics, self._partitions)
             self._thread = threading.Thread(
                 target=self._loop, name=f"scorer-{self.service}-{self.lane}", daemon=True
             )

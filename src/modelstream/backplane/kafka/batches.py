@@ -23,9 +23,9 @@ from typing import cast
 
 from confluent_kafka import Message
 
-from modelstream.backplane.partitioner import partitions_for
+from modelstream.backplane.partitioner import missing_partition, partitions_for
 from modelstream.backplane.records import Delivered, OutRecord
-from modelstream.errors import BackplaneError, ConfigurationError
+from modelstream.errors import BackplaneError
 
 # The partition of a delivered message, as a C-level sort key.
 _PARTITION = cast("Callable[[Message], int]", Message.partition)
@@ -34,13 +34,6 @@ _OFFSET = cast("Callable[[Message], int | None]", Message.offset)
 
 def _partition_offset(message: Message) -> tuple[int, int]:
     return _PARTITION(message), _OFFSET(message) or 0
-
-
-def _missing(topic: str, partition: int, count: int) -> ConfigurationError:
-    return ConfigurationError(
-        f"partition {partition} does not exist in {topic!r} "
-        f"(it has {count}); leave partition unset to place by key"
-    )
 
 
 def place(
@@ -64,14 +57,14 @@ def place(
     if None not in explicit:  # every record placed by its producer (scores, results)
         placed = cast("list[int]", explicit)
         if not 0 <= min(placed) <= max(placed) < count:
-            raise _missing(topic, next(p for p in placed if not 0 <= p < count), count)
+            raise missing_partition(topic, next(p for p in placed if not 0 <= p < count), count)
         return placed
     placed = [0] * n
     keyed: list[int] = []
     for index, (key, partition) in enumerate(zip(keys, explicit, strict=True)):
         if partition is not None:
             if not 0 <= partition < count:
-                raise _missing(topic, partition, count)
+                raise missing_partition(topic, partition, count)
             placed[index] = partition
         elif key is not None:
             keyed.append(index)

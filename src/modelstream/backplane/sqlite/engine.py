@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from modelstream.backplane.partitioner import partition_for
+from modelstream.backplane.partitioner import missing_partition, partition_for
 from modelstream.backplane.port import StartFrom
 from modelstream.backplane.records import (
     LOCAL_MAX_RECORD_BYTES,
@@ -277,10 +277,7 @@ class SqliteBackplane:
         for out in records:
             if out.partition is not None:
                 if not 0 <= out.partition < count:
-                    raise ConfigurationError(
-                        f"partition {out.partition} does not exist in {topic!r} "
-                        f"(it has {count}); leave partition unset to place by key"
-                    )
+                    raise missing_partition(topic, out.partition, count)
                 placed.append(out.partition)
             elif out.key is not None:
                 placed.append(partition_for(out.key, count))
